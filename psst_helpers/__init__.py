@@ -1,0 +1,45 @@
+"""psst_helpers: the tested companion package of *PSST: Parallelised Scalable Simulations in TensorFlow*.
+
+The few names a reader uses are re-exported here::
+
+    import psst_helpers as psst
+    y = psst.odeint_np(f, y0, t)          # chapter 1, NumPy
+    y = psst.odeint(f, y0, t)             # chapter 2 on, one compiled TensorFlow loop
+
+TensorFlow is imported only when a TensorFlow name is first used, so the NumPy chapters start fast.
+"""
+from __future__ import annotations
+
+import importlib
+
+from .errors import InputDtypeError, NonFiniteStateError, PSSTError, StateShapeError, TimeGridError
+from .solvers import odeint_np
+
+__version__ = "0.1.0"
+
+_LAZY = {
+    "odeint": "psst_helpers.solvers.tf_solver",
+    "Integrator": "psst_helpers.solvers.tf_solver",
+    "neurons": "psst_helpers.neurons",
+    "synapses": "psst_helpers.synapses",
+    "networks": "psst_helpers.networks",
+    "events": "psst_helpers.events",
+    "analysis": "psst_helpers.analysis",
+    "Model": "psst_helpers.networks",
+    "simulate": "psst_helpers.networks",
+    "spike_times": "psst_helpers.analysis",
+    "time_grid": "psst_helpers.analysis",
+}
+
+__all__ = [
+    "odeint_np", "odeint", "Integrator", "Model", "simulate", "spike_times", "time_grid",
+    "neurons", "synapses", "networks", "events", "analysis",
+    "PSSTError", "InputDtypeError", "TimeGridError", "StateShapeError", "NonFiniteStateError", "__version__",
+]
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        module = importlib.import_module(_LAZY[name])
+        return module if module.__name__.endswith("." + name) else getattr(module, name)
+    raise AttributeError(f"module 'psst_helpers' has no attribute {name!r}")

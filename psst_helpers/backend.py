@@ -1,0 +1,89 @@
+"""A tiny array-operations shim so each kernel is written once for NumPy and TensorFlow.
+
+Kernels use ``+ - * /`` directly and take the few other operations they need from
+``ops_for(x)``, chosen by the type of their input. That keeps one canonical implementation of each
+equation (tested NumPy-vs-TensorFlow) instead of two drifting copies.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+__all__ = ["ops_for", "NumpyOps", "TFOps"]
+
+
+class NumpyOps:
+    name = "numpy"
+    exp = staticmethod(np.exp)
+    expm1 = staticmethod(np.expm1)
+    abs = staticmethod(np.abs)
+    where = staticmethod(np.where)
+    concat = staticmethod(np.concatenate)
+
+    @staticmethod
+    def const(x: Any, like: Any) -> np.ndarray:
+        """``x`` as an array in the dtype of ``like``."""
+        return np.asarray(x, dtype=np.asarray(like).dtype)
+
+    @staticmethod
+    def cast(x: Any, like: Any) -> np.ndarray:
+        return np.asarray(x).astype(np.asarray(like).dtype)
+
+    @staticmethod
+    def gather(x: np.ndarray, idx: np.ndarray, axis: int = 0) -> np.ndarray:
+        return np.take(x, idx, axis=axis)
+
+    @staticmethod
+    def segment_sum(data: np.ndarray, ids: np.ndarray, n: int) -> np.ndarray:
+        out = np.zeros(n, dtype=data.dtype)
+        np.add.at(out, ids, data)
+        return out
+
+    @staticmethod
+    def index_of_time(t: Any, t0: float, dt: float, n: int) -> Any:
+        return int(min(max(np.rint((float(t) - t0) / dt), 0), n - 1))
+
+
+class TFOps:
+    name = "tensorflow"
+
+    def __init__(self) -> None:
+        import tensorflow as tf
+
+        self.tf = tf
+        self.exp = tf.exp
+        self.expm1 = tf.math.expm1
+        self.abs = tf.abs
+        self.where = tf.where
+        self.concat = lambda xs, axis=0: tf.concat(list(xs), axis=axis)
+
+    def const(self, x: Any, like: Any):
+        return self.tf.constant(np.asarray(x), dtype=like.dtype)
+
+    def cast(self, x: Any, like: Any):
+        return self.tf.cast(x, like.dtype)
+
+    def gather(self, x, idx, axis: int = 0):
+        return self.tf.gather(x, idx, axis=axis)
+
+    def segment_sum(self, data, ids, n: int):
+        return self.tf.math.unsorted_segment_sum(data, ids, n)
+
+    def index_of_time(self, t, t0: float, dt: float, n: int):
+        tf = self.tf
+        i = tf.cast(tf.round((tf.cast(t, tf.float64) - t0) / dt), tf.int32)
+        return tf.clip_by_value(i, 0, n - 1)
+
+
+_TF_OPS = None
+
+
+def ops_for(x: Any):
+    """NumPy operations for NumPy input (arrays, scalars), TensorFlow operations for tensors."""
+    global _TF_OPS
+    if isinstance(x, (np.ndarray, np.generic, float, int)):
+        return NumpyOps
+    if _TF_OPS is None:
+        _TF_OPS = TFOps()
+    return _TF_OPS

@@ -1,0 +1,257 @@
+"""Benchmarks: ``python -m psst_helpers.bench core [--quick] [--out DIR]``.
+
+``core`` measures, side by side in one run on one machine:
+
+(a) RK4 on dx/dt = sin(x t), 500 steps (t from 0 to 5, dt 0.01), float64, N equations from
+    y0 = linspace(0, 1, N): a NumPy loop, the original tutorial's design (a graph-mode ``tf.scan``
+    that stores every step), and psst's compiled loop without and with XLA;
+(b) Hodgkin-Huxley population throughput in neuron-steps per second (dt 0.01 ms, V recorded
+    every 10 steps), float32 and float64, the original design against psst.
+
+Compile (first-call) time is reported apart from run time; run times are medians of ``--repeats``
+runs. Results go to a CSV whose header lines (``# ...``) describe the machine and library versions.
+Timings are never asserted in tests; ``--quick`` only checks that every variant computes the same
+numbers.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Callable, Dict, List
+
+import numpy as np
+
+
+def machine_description() -> Dict[str, str]:
+    """CPU model, core count and library versions, for the CSV header."""
+    import tensorflow as tf
+
+    cpu = platform.processor() or "unknown"
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    try:
+        blas = np.show_config(mode="dicts")["Build Dependencies"]["blas"]
+        blas = f"{blas.get('name')} {blas.get('version')}"
+    except Exception:  # noqa: BLE001 - informational only
+        blas = "unknown"
+    gpus = tf.config.list_physical_devices("GPU")
+    return {
+        "cpu": cpu, "cores": str(os.cpu_count()), "python": platform.python_version(),
+        "numpy": np.__version__, "blas": blas, "tensorflow": tf.__version__,
+        "device": ", ".join(g.name for g in gpus) if gpus else "CPU only",
+    }
+
+
+def _timed(fn: Callable[[], object], repeats: int):
+    t0 = time.perf_counter()
+    out = fn()
+    first = time.perf_counter() - t0
+    runs = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        out = fn()
+        runs.append(time.perf_counter() - t0)
+    med = statistics.median(runs)
+    return out, med, max(first - med, 0.0), (min(runs), max(runs))
+
+
+# --- (a) RK4 on dx/dt = sin(x t) -------------------------------------------------------------------
+
+def original_scan_rk4(func, y0, t):
+    """The original tutorial's integrator design in TF2 graph mode: ``tf.scan`` keeping every step."""
+    import tensorflow as tf
+
+    t = tf.constant(t)
+    dt = t[1:] - t[:-1]
+
+    @tf.function
+    def run(y0):
+        def step(y, inp):
+            ti, h = inp
+            k1 = func(y, ti)
+            k2 = func(y + h * k1 / 2, ti + h / 2)
+            k3 = func(y + h * k2 / 2, ti + h / 2)
+            k4 = func(y + h * k3, ti + h)
+            return y + h / 6 * (k1 + 2 * k2 + 2 * k3 + k4)
+
+        ys = tf.scan(step, (t[:-1], dt), initializer=y0)
+        return tf.concat([y0[None], ys], axis=0)
+
+    return run
+
+
+def bench_sin(sizes: List[int], repeats: int) -> List[Dict[str, object]]:
+    import tensorflow as tf
+
+    from .solvers import odeint_np
+    from .solvers.tf_solver import Integrator
+
+    t = 0.01 * np.arange(501)
+    rows = []
+    for n in sizes:
+        y0 = np.linspace(0.0, 1.0, n)
+        f_np = lambda y, tt: np.sin(y * tt)  # noqa: E731
+        f_tf = lambda y, tt: tf.sin(y * tt)  # noqa: E731
+        variants = {
+            "numpy_loop": lambda: odeint_np(f_np, y0, t)[-1],
+            "original_scan": (lambda run: lambda: run(tf.constant(y0))[-1].numpy())(original_scan_rk4(f_tf, y0, t)),
+        }
+        for xla in (False, True):
+            integ = Integrator(f_tf, record=None, every=len(t) - 1, xla=xla)
+            variants["psst_xla" if xla else "psst_graph"] = (lambda i: lambda: i(y0, t)[-1].numpy())(integ)
+        ref = None
+        for name, fn in variants.items():
+            out, med, compile_s, spread = _timed(fn, repeats)
+            ref = out if ref is None else ref
+            rows.append({"bench": "rk4_sin", "variant": name, "size": n, "dtype": "float64",
+                         "run_s": med, "compile_s": compile_s, "min_s": spread[0], "max_s": spread[1],
+                         "max_abs_diff": float(np.max(np.abs(np.asarray(out) - ref)))})
+    return rows
+
+
+# --- (b) HH population throughput --------------------------------------------------------------------
+
+def original_hh_population(I_inj: np.ndarray, dtype):
+    """The original tutorial's HH population: flat [V..., m..., h..., n...] state, naive rate formulas."""
+    import tensorflow as tf
+
+    n = I_inj.size
+    I = tf.constant(I_inj, dtype=dtype)
+    phi = 3.0 ** ((22.0 - 36.0) / 10.0)
+
+    def f(X, t):
+        V, m, h, nn = X[:n], X[n:2 * n], X[2 * n:3 * n], X[3 * n:]
+        u = V + 50.0
+        a_n = 0.02 * (15.0 - u) / (tf.exp((15.0 - u) / 5.0) - 1.0)
+        b_n = 0.5 * tf.exp((10.0 - u) / 40.0)
+        a_m = 0.32 * (13.0 - u) / (tf.exp((13.0 - u) / 4.0) - 1.0)
+        b_m = 0.28 * (u - 40.0) / (tf.exp((u - 40.0) / 5.0) - 1.0)
+        a_h = 0.128 * tf.exp((17.0 - u) / 18.0)
+        b_h = 4.0 / (tf.exp((40.0 - u) / 5.0) + 1.0)
+        dV = I - 100.0 * m ** 3 * h * (V - 50.0) - 10.0 * nn ** 4 * (V + 95.0) - 0.15 * (V + 55.0)
+        dm = -(m - a_m / (a_m + b_m)) * (a_m + b_m) * phi
+        dh = -(h - a_h / (a_h + b_h)) * (a_h + b_h) * phi
+        dn = -(nn - a_n / (a_n + b_n)) * (a_n + b_n) * phi
+        return tf.concat([dV, dm, dh, dn], 0)
+
+    return f
+
+
+def bench_hh(sizes: List[int], duration_ms: float, repeats: int, dtypes=("float64", "float32")):
+    import tensorflow as tf
+
+    from .networks import hh_population
+    from .solvers.tf_solver import Integrator
+
+    dt = 0.01
+    t = dt * np.arange(int(round(duration_ms / dt)) + 1)
+    steps = len(t) - 1
+    mem = _total_memory_bytes()
+    rows = []
+    for n in sizes:
+        I_inj = np.linspace(0.0, 10.0, n)
+        for dtype in dtypes:
+            np_dt = np.dtype(dtype)
+            results = {}
+            model = hh_population(I_inj)
+            for xla in (True, False):
+                integ = Integrator(model.derivatives, post_step=model.post_step, record=("V",), every=10, xla=xla)
+                y0 = model.state(np_dt)
+                results["psst_xla" if xla else "psst_graph"] = (lambda i, y: lambda: i(y, t)["V"].numpy())(integ, y0)
+            # original design: stores the whole state at every step, twice over inside tf.scan
+            need = 2 * (steps + 1) * 4 * n * np_dt.itemsize
+            if need < 0.4 * mem:
+                f = original_hh_population(I_inj, tf.as_dtype(np_dt))
+                run = original_scan_rk4(f, None, t.astype(np_dt))
+                X0 = tf.constant(np.concatenate([np.full(n, -71.0), np.zeros(3 * n)]).astype(np_dt))
+                results["original_scan"] = lambda: run(X0)[::10, :n].numpy()
+            else:
+                rows.append({"bench": "hh_population", "variant": "original_scan", "size": n, "dtype": dtype,
+                             "run_s": float("nan"), "compile_s": float("nan"), "min_s": float("nan"),
+                             "max_s": float("nan"), "neuron_steps_per_s": float("nan"), "nan_neurons": -1,
+                             "max_abs_diff": float("nan"),
+                             "note": f"skipped: needs ~{need / 2**30:.0f} GiB, machine has {mem / 2**30:.0f} GiB"})
+            ref = None
+            for name, fn in results.items():
+                out, med, compile_s, spread = _timed(fn, repeats)
+                nan_neurons = int(np.isnan(out).any(axis=0).sum())
+                ref = out if ref is None else ref  # psst_xla runs first and is the reference
+                diff = float(np.nanmax(np.abs(out - ref)))
+                rows.append({"bench": "hh_population", "variant": name, "size": n, "dtype": dtype, "run_s": med,
+                             "compile_s": compile_s, "min_s": spread[0], "max_s": spread[1],
+                             "neuron_steps_per_s": n * steps / med, "nan_neurons": nan_neurons,
+                             "max_abs_diff": diff, "note": ""})
+    return rows
+
+
+def _total_memory_bytes() -> int:
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError):
+        return 8 * 2**30
+
+
+# --- command line ------------------------------------------------------------------------------------
+
+def write_csv(path: Path, rows: List[Dict[str, object]], machine: Dict[str, str]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fields: List[str] = []
+    for r in rows:
+        fields += [k for k in r if k not in fields]
+    with open(path, "w", newline="") as fh:
+        for k, v in machine.items():
+            fh.write(f"# {k}: {v}\n")
+        w = csv.DictWriter(fh, fieldnames=fields)
+        w.writeheader()
+        w.writerows(rows)
+
+
+def print_table(rows: List[Dict[str, object]]) -> None:
+    for r in rows:
+        extra = ""
+        if "neuron_steps_per_s" in r:
+            extra = f"  {r['neuron_steps_per_s'] / 1e6:8.2f} M neuron-steps/s  NaN neurons {r['nan_neurons']}"
+        note = f"  {r.get('note', '')}" if r.get("note") else ""
+        print(f"{r['bench']:14s} {r['variant']:14s} N={r['size']:>7d} {r['dtype']:8s} run {r['run_s']:8.4f} s  "
+              f"compile {r['compile_s']:7.3f} s  max|diff| {r['max_abs_diff']:.2e}{extra}{note}")
+
+
+def main(argv: List[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m psst_helpers.bench", description=__doc__.split("\n\n")[0])
+    p.add_argument("suite", choices=["core"], help="which benchmark suite to run")
+    p.add_argument("--quick", action="store_true", help="tiny sizes, one repeat: checks, not timings")
+    p.add_argument("--repeats", type=int, default=3, help="timed runs per variant (median reported)")
+    p.add_argument("--hh-duration-ms", type=float, default=100.0, help="simulated time of the HH benchmark")
+    p.add_argument("--sin-sizes", type=int, nargs="*", default=[1, 10, 100, 1000, 10_000, 100_000])
+    p.add_argument("--hh-sizes", type=int, nargs="*", default=[1000, 10_000, 100_000])
+    p.add_argument("--out", type=Path, default=Path("bench-results"), help="folder for core.csv")
+    a = p.parse_args(argv)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    if a.quick:
+        a.repeats, a.hh_duration_ms, a.sin_sizes, a.hh_sizes = 1, 2.0, [1, 100], [50]
+    machine = machine_description()
+    print("machine: " + "; ".join(f"{k} {v}" for k, v in machine.items()))
+    rows = bench_sin(a.sin_sizes, a.repeats)
+    print_table(rows)
+    hh = bench_hh(a.hh_sizes, a.hh_duration_ms, a.repeats)
+    print_table(hh)
+    out = a.out / "core.csv"
+    write_csv(out, rows + hh, machine)
+    print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

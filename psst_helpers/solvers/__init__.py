@@ -1,0 +1,16 @@
+"""Fixed-step ODE solvers: the NumPy reference (chapter 1) and the compiled TensorFlow loop (chapter 2).
+
+``odeint_np`` is importable without TensorFlow; ``odeint`` and ``Integrator`` import it on first use.
+"""
+from .numpy_solver import odeint_np
+from .schemes import ORDER, SCHEMES, euler_step, rk2_step, rk4_step
+
+__all__ = ["odeint_np", "odeint", "Integrator", "euler_step", "rk2_step", "rk4_step", "SCHEMES", "ORDER"]
+
+
+def __getattr__(name):  # lazy: chapter 1 and the NumPy path never pay TensorFlow's import time
+    if name in ("odeint", "Integrator"):
+        from . import tf_solver
+
+        return getattr(tf_solver, name)
+    raise AttributeError(name)

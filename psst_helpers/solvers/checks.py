@@ -1,0 +1,135 @@
+"""Input checks shared by both solvers, so both fail the same way on the same bad input."""
+from __future__ import annotations
+
+from typing import Any, Callable, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+
+from .._tree import TreeDef, flatten, leaf_paths, unflatten
+from ..errors import InputDtypeError, StateShapeError, TimeGridError
+
+Record = Union[None, str, Sequence[str], Callable[[Any], Any]]
+
+
+def _dtype_of(x: Any) -> np.dtype:
+    dt = getattr(x, "dtype", None)
+    if dt is None:
+        return np.asarray(x).dtype
+    # tf.DType has .as_numpy_dtype; NumPy dtypes pass through
+    return np.dtype(getattr(dt, "as_numpy_dtype", dt))
+
+
+def check_time_grid(t: Any) -> np.ndarray:
+    """Return ``t`` as a float64 NumPy array after checking it is a usable time grid.
+
+    Raises
+    ------
+    InputDtypeError
+        ``t`` is not floating point (an integer grid usually means ``arange(0, 10)`` was meant
+        as ``arange(0.0, 10.0, dt)``).
+    TimeGridError
+        ``t`` is not 1-D, has fewer than two points, contains NaN/inf, or is not strictly increasing.
+    """
+    dtype = _dtype_of(t)
+    if not np.issubdtype(dtype, np.floating):
+        raise InputDtypeError(
+            f"the time grid t must be floating point, got dtype {dtype}; build it with a float step, "
+            "e.g. t = dt * np.arange(n_steps + 1) with dt = 0.01"
+        )
+    arr = np.asarray(t.numpy() if hasattr(t, "numpy") else t, dtype=np.float64)
+    if arr.ndim != 1:
+        raise TimeGridError(f"the time grid t must be 1-D, got shape {arr.shape}")
+    if arr.size < 2:
+        raise TimeGridError(f"the time grid t needs at least 2 points (a start and an end), got {arr.size}")
+    if not np.all(np.isfinite(arr)):
+        bad = int(np.flatnonzero(~np.isfinite(arr))[0])
+        raise TimeGridError(f"the time grid t contains NaN/inf (first at index {bad})")
+    steps = np.diff(arr)
+    if np.any(steps <= 0):
+        bad = int(np.flatnonzero(steps <= 0)[0])
+        raise TimeGridError(
+            f"the time grid t must be strictly increasing, but t[{bad + 1}] = {arr[bad + 1]!r} "
+            f"is not greater than t[{bad}] = {arr[bad]!r}"
+        )
+    return arr
+
+
+def check_state(y0: Any) -> Tuple[List[Any], TreeDef, np.dtype]:
+    """Flatten ``y0`` and check that every leaf is floating point and all share one dtype."""
+    leaves, treedef = flatten(y0)
+    paths = leaf_paths(treedef)
+    if not leaves:
+        raise StateShapeError("the start state y0 is empty")
+    dtypes = []
+    for path, leaf in zip(paths, leaves):
+        if leaf is None:
+            raise StateShapeError(f"the start state has no value at {path}")
+        dt = _dtype_of(leaf)
+        if not np.issubdtype(dt, np.floating):
+            raise InputDtypeError(
+                f"the start state {path} has dtype {dt}; the state must be floating point "
+                "(float32 or float64), e.g. np.array([-71.0, 0.0]) rather than np.array([-71, 0])"
+            )
+        dtypes.append(dt)
+    if len(set(dtypes)) > 1:
+        detail = ", ".join(f"{p}: {d}" for p, d in zip(paths, dtypes))
+        raise InputDtypeError(f"all state entries must share one dtype, got {detail}; cast them to one")
+    return leaves, treedef, dtypes[0]
+
+
+def check_derivative(out: Any, treedef: TreeDef, state_leaves: Sequence[Any], dtype: np.dtype) -> List[Any]:
+    """Check the structure, shapes and dtypes of ``func(y, t)`` against the state; return its leaves."""
+    leaves, out_def = flatten(out)
+    if out_def != treedef:
+        expected = unflatten(treedef, ["..."] * treedef.num_leaves)
+        got = unflatten(out_def, ["..."] * out_def.num_leaves)
+        raise StateShapeError(
+            f"func(y, t) returned a structure that does not match the state: expected {expected}, got {got}"
+        )
+    for path, d, y in zip(leaf_paths(treedef), leaves, state_leaves):
+        if d is None:
+            continue
+        dshape = tuple(getattr(d, "shape", np.shape(d)))
+        yshape = tuple(y.shape)
+        if dshape != yshape:
+            raise StateShapeError(
+                f"func(y, t) returned shape {dshape} for {path}, but that state entry has shape {yshape}"
+            )
+        ddt = _dtype_of(d)
+        if ddt != dtype:
+            raise StateShapeError(
+                f"func(y, t) returned dtype {ddt} for {path}, but the state is {dtype}; "
+                "make func compute in the state's dtype (cast constants, not the state)"
+            )
+    return leaves
+
+
+def select(record: Record, y: Any) -> Any:
+    """What to store from a state ``y``: everything, some dict keys, or a callable's output."""
+    if record is None:
+        return y
+    if callable(record):
+        return record(y)
+    if isinstance(record, str):
+        if not isinstance(y, dict) or record not in y:
+            raise KeyError(f"record={record!r}: the state has no such entry (keys: {_keys(y)})")
+        return y[record]
+    missing = [k for k in record if not isinstance(y, dict) or k not in y]
+    if missing:
+        raise KeyError(f"record={list(record)!r}: the state has no entries {missing} (keys: {_keys(y)})")
+    return {k: y[k] for k in record}
+
+
+def _keys(y: Any) -> Optional[list]:
+    return sorted(y) if isinstance(y, dict) else None
+
+
+def check_every(every: int) -> int:
+    if isinstance(every, bool) or not isinstance(every, (int, np.integer)) or every < 1:
+        raise ValueError(f"every must be a positive integer (record every k-th step), got {every!r}")
+    return int(every)
+
+
+def n_records(n_points: int, every: int) -> int:
+    """Number of stored time points: ``len(t[::every])``."""
+    return (n_points - 1) // every + 1

@@ -1,0 +1,206 @@
+"""Neuron, synapse and network kernels: independent references, NumPy vs TensorFlow, physics checks."""
+import numpy as np
+import pytest
+
+import psst_helpers as psst
+from psst_helpers import networks as nw
+from psst_helpers import neurons as nrn
+from psst_helpers.stimuli import Constant
+from psst_helpers.synapses import SynapseGroup
+
+from hh_reference import spike_times as reference_spike_times
+
+tf = pytest.importorskip("tensorflow")
+
+T200 = psst.time_grid(200.0, 0.01)
+
+
+@pytest.fixture(scope="module")
+def single_runs():
+    m = nw.single_neuron(5.0)
+    rec = ("V", "t_fire", "spikes")
+    return (nw.simulate(m, T200, backend="numpy", record=rec), nw.simulate(m, T200, backend="tensorflow", record=rec))
+
+
+def test_single_neuron_numpy_and_tensorflow_agree(single_runs):
+    a, b = single_runs
+    # Same kernel, same scheme, same float64 arithmetic up to operation order: 1e-9 mV over 20,000 steps.
+    assert np.max(np.abs(a["V"] - b["V"])) < 1e-9
+    assert a["spikes"][-1, 0] == b["spikes"][-1, 0] == 12
+
+
+def test_single_neuron_spike_times_match_scipy_reference(single_runs):
+    V = single_runs[1]["V"][:, 0]
+    ours = psst.spike_times(V, T200)[0]
+    ref = reference_spike_times([5.0])[0]
+    assert len(ours) == len(ref) == 12
+    # our spike time is the start of the step in which V crosses 0 mV, so it lies up to one dt
+    # (0.01 ms) before the exact crossing; 0.02 ms leaves room for the RK4 error of the crossing itself.
+    assert np.max(np.abs(ours - ref)) < 0.02
+
+
+def test_spike_tracker_follows_the_rule(single_runs):
+    out = single_runs[1]
+    times = psst.spike_times(out["V"][:, 0], T200)[0]
+    # t_fire after the last recorded step is the start time of the step of the last crossing
+    assert out["t_fire"][-1, 0] == pytest.approx(times[-1], abs=1e-12)
+    assert out["spikes"][-1, 0] == len(times)
+    assert out["t_fire"][0, 0] == nw.NEVER_FIRED
+
+
+def test_f_i_curve_counts_equal_scipy_reference():
+    I = np.linspace(0.0, 10.0, 20)
+    out = nw.simulate(nw.hh_population(I), T200, record=("spikes",), every=len(T200) - 1)
+    ours = out["spikes"][-1].astype(int)
+    ref = np.array([len(s) for s in reference_spike_times(I)])
+    np.testing.assert_array_equal(ours, ref)
+    assert ours[0] == 0 and ours[-1] > 10  # silent at I = 0, regular firing at I = 10
+
+
+def test_rates_are_finite_at_removable_singularities_in_float32():
+    # u = c exactly: V = -35 (alpha_n), -37 (alpha_m), -10 (beta_m) mV
+    V = np.array([-35.0, -37.0, -10.0], dtype=np.float32)
+    for r in (nrn.hh_rates(V), {k: v.numpy() for k, v in nrn.hh_rates(tf.constant(V)).items()}):
+        for k, v in r.items():
+            assert np.all(np.isfinite(v)), k
+    r = nrn.hh_rates(V.astype(np.float64))
+    assert r["alpha_n"][0] == pytest.approx(0.02 * 5.0)
+    assert r["alpha_m"][1] == pytest.approx(0.32 * 4.0)
+    assert r["beta_m"][2] == pytest.approx(0.28 * 5.0)
+    # continuity across the singular point: the value just beside it agrees with the limit
+    near = nrn.hh_rates(np.array([-35.0 + 1e-7, -35.0 + 1e-3]))["alpha_n"]
+    assert np.allclose(near, 0.1, rtol=1e-3)
+
+
+def test_float32_population_has_no_nan():
+    # voltages pass through the singular points; the naive formula leaves such neurons NaN forever
+    I = np.linspace(0.0, 10.0, 2000)
+    out = nw.simulate(nw.hh_population(I), psst.time_grid(50.0, 0.01), dtype=np.float32, every=10)
+    assert out["V"].dtype == np.float32
+    assert not np.isnan(out["V"]).any()
+
+
+# --- synapses and the three-neuron network ---------------------------------------------------------------
+
+def test_synapse_group_from_matrix_and_from_indices_agree():
+    C = np.zeros((4, 4), int)
+    C[1, 0] = C[2, 1] = C[3, 1] = 1
+    a = SynapseGroup.from_matrix("gaba", C)
+    b = SynapseGroup("gaba", pre=[0, 1, 1], post=[1, 2, 3], n_neurons=4)
+    assert a.size == b.size == 3
+    np.testing.assert_array_equal(a.matrix(), C)
+    V = np.array([-10.0, 0.0, -60.0, -70.0])
+    O = np.array([0.1, 0.2, 0.3])
+    np.testing.assert_allclose(a.current(O, V), b.current(O, V))
+    # current into neuron 3 = g (V3 - E) * O of the synapse 1 -> 3
+    assert b.current(O, V)[3] == pytest.approx(0.8 * (-70.0 + 70.0) * 0.3)
+    with pytest.raises(ValueError, match="indices must lie"):
+        SynapseGroup("ach", pre=[5], post=[0], n_neurons=4)
+    with pytest.raises(ValueError, match="square"):
+        SynapseGroup.from_matrix("ach", np.zeros((2, 3)))
+
+
+def test_synapse_state_grows_with_synapses_not_n_squared():
+    n = 2000
+    rng = np.random.default_rng(0)
+    pre, post = rng.integers(0, n, 20_000), rng.integers(0, n, 20_000)
+    model = nw.hh_network(n, Constant(np.zeros(n)), [SynapseGroup("gaba", pre=pre, post=post, n_neurons=n)])
+    assert model.initial_state["syn"]["gaba"].shape == (20_000,)
+
+
+@pytest.fixture(scope="module")
+def three():
+    t = psst.time_grid(700.0, 0.01)
+    model = nw.three_neuron_network()
+    tf_out = nw.simulate(model, t, record=("V", "syn", "I_ext"))
+    return t, tf_out
+
+
+def test_three_neuron_network_x2_follows_x1(three):
+    t, out = three
+    st = psst.spike_times(out["V"], t)
+    assert len(st[0]) > 10, "X1 must fire during the current pulses"
+    for s in st[0]:
+        later = st[1][(st[1] > s) & (st[1] <= s + 5.0)]
+        assert later.size >= 1, f"X1 spike at {s} ms not followed by an X2 spike within 5 ms"
+    assert len(st[2]) == 0  # X3 gets only inhibition
+
+
+def test_three_neuron_network_inhibition_tracks_x2(three):
+    t, out = three
+    V2, V3 = out["V"][:, 1], out["V"][:, 2]
+    O = out["syn"]["gaba"][:, 0]
+    depolarised = V2 > -20.0  # GABA transmitter 1/(1+exp(-(V+20)/1.5)) > 1/2
+    dO = np.diff(O)
+    opening = depolarised[:-1] & (O[:-1] < 0.9)  # above 0.9 it is near its steady state alpha T/(alpha T + beta)
+    assert opening.sum() > 100
+    assert np.all(dO[opening] > 0), "the GABA_A synapse must open whenever X2 is depolarised"
+    # 50 ms (8 closing time constants 1/beta) after X2 was last above -45 mV (transmitter < 1e-7)
+    # the synapse is shut
+    last = -np.inf
+    quiet = np.zeros_like(depolarised)
+    for i, v in enumerate(V2):
+        last = t[i] if v > -45.0 else last
+        quiet[i] = t[i] - last > 50.0
+    assert np.max(O[quiet]) < 1e-3
+    assert np.max(O) > 0.5
+    # X3 is hyperpolarised below its resting potential while the synapse is open
+    rest = V3[(t > 50) & (t < 100)].mean()
+    assert V3[O > 0.5].min() < rest - 1.0
+
+
+def test_three_neuron_network_backends_agree_and_input_is_step_held(three):
+    t, out = three
+    t_short = psst.time_grid(120.0, 0.01)
+    a = nw.simulate(nw.three_neuron_network(), t_short, backend="numpy", record=("V", "I_ext"))
+    np.testing.assert_allclose(a["V"], out["V"][: len(t_short)], atol=1e-9)
+    # the input switches on exactly at 100 ms (t = 100 is the first step that sees it)
+    i100 = int(round(100.0 / 0.01))
+    assert a["I_ext"][i100 - 1, 0] == 0.0 and a["I_ext"][i100, 0] == 2.5
+
+
+# --- the locust antennal lobe -----------------------------------------------------------------------------
+
+def test_locust_same_seed_same_model_and_trajectory():
+    a, b, c = nw.locust_antennal_lobe(7), nw.locust_antennal_lobe(7), nw.locust_antennal_lobe(8)
+    for k in ("C_ach", "C_gaba", "stimulated"):
+        np.testing.assert_array_equal(a.arrays[k], b.arrays[k])
+    assert not np.array_equal(a.arrays["C_gaba"], c.arrays["C_gaba"])
+    t = psst.time_grid(5.0, 0.01)
+    ra, rb = nw.simulate(a, t, every=10), nw.simulate(b, t, every=10)
+    np.testing.assert_array_equal(ra["V"], rb["V"])
+
+
+def test_locust_connectivity_statistics():
+    m = nw.locust_antennal_lobe(3)
+    C_ach, C_gaba = m.arrays["C_ach"], m.arrays["C_gaba"]
+    assert C_ach[:, :90][:90].sum() == 0 and C_ach[:, 90:].sum() == 0  # PN -> LN only
+    assert C_gaba[:, :90].sum() == 0 and np.trace(C_gaba) == 0  # from LNs, no self-connection
+    assert abs(C_ach.sum() / (90 * 30) - 0.5) < 0.05
+    assert abs(C_gaba.sum() / (30 * 119) - 0.5) < 0.05
+    assert len(m.arrays["stimulated"]) == 39
+    assert m.initial_state["syn"]["ach"].shape == (C_ach.sum(),)
+
+
+def test_locust_explicit_inputs_are_honoured():
+    base = nw.locust_antennal_lobe(1)
+    C_ach = np.zeros((120, 120), int)
+    C_ach[95, 3] = 1
+    y0 = base.state()
+    y0["V"] = np.full(120, -65.0)
+    y0["syn"]["ach"] = np.zeros(1)
+    m = nw.locust_antennal_lobe(1, C_ach=C_ach, stimulated=[0, 1, 2], initial_state=y0)
+    np.testing.assert_array_equal(m.arrays["C_ach"], C_ach)
+    np.testing.assert_array_equal(m.arrays["stimulated"], [0, 1, 2])
+    np.testing.assert_array_equal(m.initial_state["V"], -65.0)
+    with pytest.raises(ValueError, match="shape"):
+        nw.locust_antennal_lobe(1, C_gaba=np.zeros((10, 10)))
+
+
+def test_locust_backends_agree():
+    m = nw.locust_antennal_lobe(2)
+    t = psst.time_grid(2.0, 0.01)
+    a = nw.simulate(m, t, backend="numpy", record=None)
+    b = nw.simulate(m, t, record=None)
+    np.testing.assert_allclose(a["V"], b["V"], atol=1e-9)
+    np.testing.assert_allclose(a["ln"]["Ca"], b["ln"]["Ca"], rtol=1e-9)

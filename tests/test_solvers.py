@@ -1,0 +1,161 @@
+"""Solvers: convergence orders against exact solutions, NumPy vs TensorFlow, layouts, bad input."""
+import numpy as np
+import pytest
+
+import psst_helpers as psst
+from psst_helpers.solvers import odeint_np
+
+tf = pytest.importorskip("tensorflow")
+
+
+def _exp_growth(y, t):
+    return 5.0 * y
+
+
+def _exp_growth_tf(y, t):
+    return 5.0 * y
+
+
+def _rotation(y, t):  # x' = -y, y' = x: exact (cos t, sin t) from (1, 0)
+    return {"x": -y["y"], "y": y["x"]}
+
+
+def fitted_order(solver, method, f, y0, exact, T=1.0, dts=(0.02, 0.01, 0.005, 0.0025)):
+    errs = []
+    for dt in dts:
+        t = psst.time_grid(T, dt)
+        y = solver(f, y0, t, method=method)
+        last = {k: np.asarray(v)[-1] for k, v in y.items()} if isinstance(y, dict) else np.asarray(y)[-1]
+        errs.append(np.max(np.abs(exact(last))))
+    return np.polyfit(np.log(dts), np.log(errs), 1)[0]
+
+
+ORDERS = {"euler": 1, "rk2": 2, "rk4": 4}
+
+
+@pytest.mark.parametrize("method", ["euler", "rk2", "rk4"])
+def test_convergence_order_numpy(method):
+    slope = fitted_order(odeint_np, method, _exp_growth, np.array([1.0]), lambda y: y - np.exp(5.0))
+    assert abs(slope - ORDERS[method]) < 0.2, slope
+    slope = fitted_order(odeint_np, method, _rotation, {"x": np.array(1.0), "y": np.array(0.0)},
+                         lambda y: np.array([y["x"] - np.cos(1.0), y["y"] - np.sin(1.0)]))
+    assert abs(slope - ORDERS[method]) < 0.2, slope
+
+
+@pytest.mark.parametrize("method", ["euler", "rk2", "rk4"])
+def test_convergence_order_tensorflow(method):
+    slope = fitted_order(psst.odeint, method, _exp_growth_tf, np.array([1.0]), lambda y: y - np.exp(5.0))
+    assert abs(slope - ORDERS[method]) < 0.2, slope
+
+
+def test_nonuniform_grid_rk4_matches_exact_and_backends_agree():
+    rng = np.random.default_rng(3)
+    t = np.concatenate([[0.0], np.sort(rng.uniform(0.0, 1.0, 199)), [1.0]])
+    a = odeint_np(_exp_growth, np.array([1.0]), t)
+    b = psst.odeint(_exp_growth_tf, np.array([1.0]), t).numpy()
+    assert np.max(np.abs(a[:, 0] - np.exp(5.0 * t)) / np.exp(5.0 * t)) < 1e-4
+    np.testing.assert_allclose(a, b, rtol=1e-12)
+
+
+def test_record_every_and_selection_layout():
+    t = psst.time_grid(1.0, 0.01)  # 101 points
+    y0 = {"x": np.array([1.0, 2.0]), "y": np.array([0.0, 0.5])}
+    full = odeint_np(_rotation, y0, t)
+    assert full["x"].shape == (101, 2)
+    for solver in (odeint_np, psst.odeint):
+        part = solver(_rotation, y0, t, record=["x"], every=7)
+        assert set(part) == {"x"}
+        assert np.asarray(part["x"]).shape == (len(t[::7]), 2)
+        np.testing.assert_allclose(np.asarray(part["x"]), full["x"][::7], rtol=0, atol=1e-13)
+        one = solver(_rotation, y0, t, record="y", every=25, return_final=True)
+        rec, final = one
+        np.testing.assert_allclose(np.asarray(rec), full["y"][::25], atol=1e-13)
+        np.testing.assert_allclose(np.asarray(final["x"]), full["x"][-1], atol=1e-13)
+
+
+def test_float32_follows_y0_dtype():
+    t = psst.time_grid(1.0, 0.01)
+    y32 = psst.odeint(_exp_growth_tf, np.array([1.0], np.float32), t)
+    assert y32.dtype == tf.float32
+    assert odeint_np(_exp_growth, np.array([1.0], np.float32), t).dtype == np.float32
+    assert abs(float(y32[-1, 0]) / np.exp(5.0) - 1.0) < 1e-5
+
+
+def test_tuple_state_and_untracked_entries():
+    # the second entry has no derivative (None): it is carried unchanged unless a hook changes it
+    f = lambda y, t: (-y[0], None)  # noqa: E731
+    hook = lambda t0, y0, t1, y1: (y1[0], y1[1] + 1.0)  # noqa: E731  counts steps
+    t = psst.time_grid(1.0, 0.1)
+    for solver in (odeint_np, psst.odeint):
+        y = solver(f, (np.array([1.0]), np.array([0.0])), t, post_step=hook)
+        assert np.asarray(y[1])[-1, 0] == 10.0
+        assert abs(np.asarray(y[0])[-1, 0] - np.exp(-1.0)) < 1e-6
+
+
+# --- bad input: one specific error each, from both solvers --------------------------------------------
+
+SOLVERS = [odeint_np, psst.odeint]
+
+
+@pytest.mark.parametrize("solver", SOLVERS)
+def test_integer_state_is_refused(solver):
+    with pytest.raises(psst.InputDtypeError, match="floating point"):
+        solver(_exp_growth, np.array([1]), psst.time_grid(1.0, 0.1))
+
+
+@pytest.mark.parametrize("solver", SOLVERS)
+def test_integer_time_grid_is_refused(solver):
+    with pytest.raises(psst.InputDtypeError, match="time grid t must be floating point"):
+        solver(_exp_growth, np.array([1.0]), np.arange(10))
+
+
+@pytest.mark.parametrize("solver", SOLVERS)
+@pytest.mark.parametrize("t, match", [
+    (np.array([0.0, 0.1, 0.1, 0.2]), "strictly increasing"),
+    (np.array([0.0, 0.2, 0.1]), "strictly increasing"),
+    (np.array([0.0]), "at least 2 points"),
+    (np.zeros((2, 2)), "1-D"),
+    (np.array([0.0, np.nan]), "NaN"),
+])
+def test_bad_time_grids(solver, t, match):
+    with pytest.raises(psst.TimeGridError, match=match):
+        solver(_exp_growth, np.array([1.0]), t)
+
+
+@pytest.mark.parametrize("solver", SOLVERS)
+def test_derivative_shape_mismatch(solver):
+    f = (lambda y, t: np.concatenate([y, y])) if solver is odeint_np else (lambda y, t: tf.concat([y, y], 0))
+    with pytest.raises(psst.StateShapeError, match=r"shape \(4,\).*shape \(2,\)"):
+        solver(f, np.array([1.0, 2.0]), psst.time_grid(1.0, 0.1))
+
+
+@pytest.mark.parametrize("solver", SOLVERS)
+def test_derivative_structure_mismatch(solver):
+    with pytest.raises(psst.StateShapeError, match="structure"):
+        solver(lambda y, t: {"x": y["x"]}, {"x": np.array([1.0]), "v": np.array([0.0])}, psst.time_grid(1.0, 0.1))
+
+
+def test_mixed_state_dtypes_refused():
+    with pytest.raises(psst.InputDtypeError, match="share one dtype"):
+        odeint_np(lambda y, t: y, {"a": np.zeros(1), "b": np.zeros(1, np.float32)}, psst.time_grid(1.0, 0.1))
+
+
+def test_unknown_method():
+    with pytest.raises(ValueError, match="unknown method"):
+        odeint_np(_exp_growth, np.array([1.0]), psst.time_grid(1.0, 0.1), method="rk45")
+
+
+@pytest.mark.parametrize("solver", SOLVERS)
+def test_blow_up_names_step_time_and_variable(solver):
+    # Euler on y' = -50 y with dt = 0.1 multiplies y by -4 each step. In step 510 (t = 51.0 -> 51.1)
+    # y = 4^510 = 2^1020 and the slope -50 y exceeds the float64 maximum (~2^1024): inf, then NaN.
+    t = 0.1 * np.arange(2001, dtype=float)
+    y0 = {"stable": np.array([1.0]), "y": np.array([1.0])}
+    f = lambda y, t: {"stable": 0.0 * y["stable"], "y": -50.0 * y["y"]}  # noqa: E731
+    with pytest.raises(psst.NonFiniteStateError, match=r"in \['y'\] during step 510 \(t = 51 -> 51.1") as err:
+        solver(f, y0, t, method="euler", every=100)
+    assert err.value.step == 510 and err.value.variable == "['y']"
+    assert "smaller" in str(err.value)
+    partial = err.value.partial
+    assert np.asarray(partial["y"]).shape[0] == 6  # t = 0, 10, ..., 50 were finite and are kept
+    assert np.all(np.isfinite(np.asarray(partial["y"])))
