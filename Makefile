@@ -1,0 +1,29 @@
+# The two commands of the README's quick start:
+#   make book   - create .venv, install what the book needs, build the site into _build/html
+#   make test   - create .venv if needed, run every test (package tests and notebooks)
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+.PHONY: book test bench clean
+
+$(STAMP): requirements.txt pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip install --quiet --no-deps -e .
+	touch $(STAMP)
+
+book: $(STAMP)
+	TF_CPP_MIN_LOG_LEVEL=3 TF_ENABLE_ONEDNN_OPTS=0 MPLBACKEND=Agg \
+	  $(VENV)/bin/jupyter-book build . --warningiserror --keep-going
+	@echo "open _build/html/index.html"
+
+test: $(STAMP)
+	MPLBACKEND=Agg $(PY) -m pytest tests $(wildcard notebooks/*.ipynb) --nbval-lax
+
+bench: $(STAMP)
+	$(PY) -m psst_helpers.bench core
+
+clean:
+	rm -rf _build .pytest_cache bench-results
