@@ -26,21 +26,18 @@ PHI_KCA: float = 2.3 ** ((26.0 - 23.0) / 10.0)
 #: Intracellular calcium dynamics of LNs: A_Ca, resting [Ca] Ca0, and its time constant tau_Ca (ms).
 CALCIUM: Dict[str, float] = {"A_Ca": 2e-4, "Ca0": 2.4e-4, "tau_Ca": 150.0}
 
-_SERIES_BELOW = 1e-4  # |x| below which x/expm1(x) is replaced by its Taylor series
-
-
 def exprel_inv(x: Any) -> Any:
     """``x / (exp(x) - 1)``, finite everywhere (its value at the removable singularity x = 0 is 1).
 
     The HH rates ``a (c - u) / (exp((c - u)/k) - 1)`` equal ``a k exprel_inv((c - u)/k)``. Written
     naively they are 0/0 at u = c; in float32 that happens for real neurons (V = -35, -37, -10 mV
-    exactly) and leaves them NaN forever. Near 0 the series ``1 - x/2 + x^2/12`` is used, elsewhere
-    ``expm1``, which is accurate for small x where ``exp(x) - 1`` is not.
+    exactly) and leaves them NaN forever. ``expm1`` is accurate to the last bit for tiny x (where
+    ``exp(x) - 1`` loses every digit), so only x == 0 itself needs the limit.
     """
     xp = ops_for(x)
-    small = xp.abs(x) < _SERIES_BELOW
-    safe = xp.where(small, xp.const(1.0, x), x)
-    return xp.where(small, 1.0 - 0.5 * x + x * x / 12.0, safe / xp.expm1(safe))
+    zero = x == 0.0
+    one = xp.const(1.0, x)
+    return xp.where(zero, one, x / xp.expm1(xp.where(zero, one, x)))
 
 
 def hh_rates(V: Any) -> Dict[str, Any]:
