@@ -20,7 +20,8 @@ book: $(STAMP)
 	@echo "open _build/html/index.html"
 
 test: $(STAMP)
-	MPLBACKEND=Agg $(PY) -m pytest tests $(wildcard notebooks/*.ipynb) --nbval-lax
+	PSST_FAST=1 MPLBACKEND=Agg TF_CPP_MIN_LOG_LEVEL=3 TF_ENABLE_ONEDNN_OPTS=0 \
+	  $(PY) -m pytest tests $(wildcard notebooks/*.ipynb) --nbval-lax --nbval-cell-timeout=600
 
 bench: $(STAMP)
 	$(PY) -m psst_helpers.bench core

@@ -48,8 +48,8 @@ def check_time_grid(t: Any) -> np.ndarray:
     if np.any(steps <= 0):
         bad = int(np.flatnonzero(steps <= 0)[0])
         raise TimeGridError(
-            f"the time grid t must be strictly increasing, but t[{bad + 1}] = {arr[bad + 1]!r} "
-            f"is not greater than t[{bad}] = {arr[bad]!r}"
+            f"the time grid t must be strictly increasing, but t[{bad + 1}] = {float(arr[bad + 1])!r} "
+            f"is not greater than t[{bad}] = {float(arr[bad])!r}"
         )
     return arr
 
