@@ -10,6 +10,7 @@ Nothing here names a device: the same code runs on a CPU or a GPU, wherever Tens
 """
 from __future__ import annotations
 
+import functools
 from typing import Any, Callable, Dict, Optional, Tuple
 
 import numpy as np
@@ -131,7 +132,11 @@ class Integrator:
             stacks = [ta.stack() for ta in tas]
             return stacks, final, fail_start, good, r
 
-        return tf.function(run, jit_compile=self.xla, autograph=False)
+        # TensorFlow counts traces per Python code object to warn about "frequent retracing"; every
+        # Integrator shares run's code, so each new model's (legitimate) first trace would count
+        # against all the others. A partial object has no __code__, so each Integrator is counted
+        # on its own and the warning keeps its meaning: one Integrator retracing on every call.
+        return tf.function(functools.partial(run), jit_compile=self.xla, autograph=False)
 
     def _run_raw(self, y0: Any, t: Any):
         t64 = checks.check_time_grid(t)
