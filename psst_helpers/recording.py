@@ -27,6 +27,7 @@ the files are written with ordinary writes (a memory map would count its dirty p
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 import os
 import platform
@@ -181,11 +182,15 @@ def _load_checkpoint(path: Path, fingerprint: str, treedef, dtype) -> Tuple[int,
 
 
 def _progress_bar(progress: Optional[bool], total_ms: float, done_ms: float):
-    if progress is None:  # on in a terminal or notebook, off in logs and CI
-        progress = sys.stderr.isatty() or "ipykernel" in sys.modules
+    in_notebook = "ipykernel" in sys.modules
+    if progress is None:  # on in a terminal or a notebook that can show widgets, off in logs and CI
+        progress = sys.stderr.isatty() or (in_notebook and importlib.util.find_spec("ipywidgets") is not None)
     if not progress:
         return None
-    from tqdm.auto import tqdm
+    if in_notebook and importlib.util.find_spec("ipywidgets") is not None:
+        from tqdm.notebook import tqdm
+    else:
+        from tqdm import tqdm
 
     return tqdm(total=round(total_ms, 6), initial=round(done_ms, 6), unit="ms", desc="simulated",
                 bar_format="{l_bar}{bar}| {n:.0f}/{total:.0f} ms [{elapsed}<{remaining}, {postfix}]")
