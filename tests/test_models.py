@@ -108,6 +108,28 @@ def test_synapse_state_grows_with_synapses_not_n_squared():
     assert model.initial_state["syn"]["gaba"].shape == (20_000,)
 
 
+@pytest.mark.parametrize("backend", ["numpy", "tensorflow"])
+def test_synapse_group_matches_a_direct_computation(backend):
+    rng = np.random.default_rng(1)
+    n, S = 60, 1200
+    pre, post = rng.integers(0, n, S), rng.integers(0, n, S)
+    O, V, t_fire = rng.random(S), rng.uniform(-80, 40, n), rng.uniform(9.8, 10.0, n)
+    for kind in ("ach", "gaba"):
+        group = SynapseGroup(kind, pre=pre, post=post, n_neurons=n, g=rng.uniform(0.1, 1.0, n))
+        p = group.params
+        if kind == "ach":
+            T = np.where((10.0 > t_fire[pre]) & (10.0 < t_fire[pre] + p["t_max"]), p["A"], 0.0)
+        else:
+            T = 1.0 / (1.0 + np.exp(-(V[pre] - p["V0"]) / p["sigma"]))
+        want_dO = p["alpha"] * (1 - O) * T - p["beta"] * O
+        want_I = group.g * (V - group.E) * np.bincount(post, weights=O, minlength=n)
+        args = (O, V, t_fire, np.float64(10.0))
+        if backend == "tensorflow":
+            args = tuple(tf.constant(a, tf.float64) for a in args)
+        np.testing.assert_allclose(np.asarray(group.derivative(*args)), want_dO, rtol=1e-12, atol=1e-15)
+        np.testing.assert_allclose(np.asarray(group.current(args[0], args[1])), want_I, rtol=1e-12, atol=1e-12)
+
+
 @pytest.fixture(scope="module")
 def three():
     t = psst.time_grid(700.0, 0.01)
