@@ -92,6 +92,40 @@ def original_scan_rk4(func, y0, t):
     return run
 
 
+def original_design_run(model, t, dtype=np.float64):
+    """A model run the way the original tutorial ran it: one graph-mode ``tf.scan`` over the time
+    grid (no XLA) that returns the *whole* state at every step. The baseline for chapter 6.
+
+    Returns the stacked state (a dict of arrays ``[len(t) - 1, ...]``) after the first step.
+    """
+    import tensorflow as tf
+
+    from ._tree import flatten, unflatten
+    from .solvers.schemes import rk4_step
+
+    y0 = model.state(dtype)
+    leaves0, treedef = flatten(y0)
+    tt = tf.constant(np.asarray(t, dtype))
+    dts = tf.constant(np.diff(np.asarray(t, np.float64)).astype(dtype))
+
+    def f(lv, tm):
+        return flatten(model.derivatives(unflatten(treedef, lv), tm))[0]
+
+    @tf.function
+    def run(leaves):
+        def step(lv, inp):
+            t0, t1, h = inp
+            new = rk4_step(f, list(lv), t0, h)
+            if model.post_step is not None:
+                new = flatten(model.post_step(t0, unflatten(treedef, list(lv)), t1, unflatten(treedef, new)))[0]
+            return [tf.cast(x, tt.dtype) for x in new]
+
+        return tf.scan(step, (tt[:-1], tt[1:], dts), initializer=list(leaves))
+
+    out = run([tf.constant(x) for x in leaves0])
+    return unflatten(treedef, [x.numpy() for x in out])
+
+
 def bench_sin(sizes: List[int], repeats: int) -> List[Dict[str, object]]:
     import tensorflow as tf
 

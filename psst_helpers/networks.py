@@ -214,6 +214,7 @@ def locust_antennal_lobe(
     stimulus: Optional[Stimulus] = None,
     p_connect: float = 0.5,
     noise: float = 0.01,
+    g_KL_jitter: float = 0.0,
 ) -> Model:
     """The locust antennal lobe after Bazhenov et al. (2001): 90 PNs and 30 LNs (models.md section 4).
 
@@ -222,6 +223,11 @@ def locust_antennal_lobe(
     the stimulated third of the neurons (``int(0.33 n)``), the 1 % multiplicative start noise. Any
     of them can be given explicitly instead (``C_ach``, ``C_gaba`` as 0/1 ``[post, pre]`` matrices,
     ``stimulated`` indices, a complete ``initial_state``) and is then used exactly.
+
+    ``g_KL_jitter`` > 0 gives every neuron its own potassium-leak conductance,
+    ``g_KL (1 + g_KL_jitter z)`` with z standard normal (clipped at zero), drawn after everything
+    above; the K leak sets how excitable a cell is, so this is the chapter 6 exercise's
+    "variability in neuron parameters". With 0 (the default) nothing extra is drawn.
 
     State: ``V`` (all neurons, PNs first), ``pn`` = {m, h, n, mA, hA}, ``ln`` = {n, mCa, hCa, mKCa,
     Ca}, ``syn`` = {ach, gaba}, plus ``I_ext``, ``t_fire``, ``spikes``.
@@ -267,6 +273,10 @@ def locust_antennal_lobe(
         state = tree_map(lambda x: np.array(x, dtype=float), initial_state)
 
     P, L = LOCUST["PN"], LOCUST["LN"]
+    g_KL = np.concatenate([np.full(n_pn, P["g_KL"]), np.full(n_ln, L["g_KL"])])
+    if g_KL_jitter > 0:
+        g_KL = np.clip(g_KL * (1.0 + g_KL_jitter * rng.standard_normal(N)), 0.0, None)
+    g_KL_pn, g_KL_ln = g_KL[:n_pn], g_KL[n_pn:]
 
     def derivatives(y: Dict[str, Any], t: Any) -> Dict[str, Any]:
         xp = ops_for(y["V"])
@@ -277,7 +287,7 @@ def locust_antennal_lobe(
         I_Na, I_K, I_L = nrn.hh_currents(Vp, pn["m"], pn["h"], pn["n"], P)
         mA2 = pn["mA"] * pn["mA"]
         I_A = P["g_A"] * mA2 * mA2 * pn["hA"] * (Vp - P["E_A"])
-        I_pn = I_Na + I_K + I_L + I_A + P["g_KL"] * (Vp - P["E_KL"])
+        I_pn = I_Na + I_K + I_L + I_A + xp.const(g_KL_pn, V) * (Vp - P["E_KL"])
         dm, dh, dn = nrn.hh_gate_derivatives(Vp, pn["m"], pn["h"], pn["n"])
         dmA, dhA = nrn.transient_k(Vp, pn["mA"], pn["hA"])
         # local interneurons: Ca, K (HH kinetics), Ca-dependent K, K leak, leak
@@ -285,7 +295,7 @@ def locust_antennal_lobe(
         n2 = ln["n"] * ln["n"]
         I_Kl = L["g_K"] * n2 * n2 * (Vl - L["E_K"])
         I_KCa = L["g_KCa"] * ln["mKCa"] * (Vl - L["E_KCa"])
-        I_ln = I_Ca + I_Kl + I_KCa + L["g_L"] * (Vl - L["E_L"]) + L["g_KL"] * (Vl - L["E_KL"])
+        I_ln = I_Ca + I_Kl + I_KCa + L["g_L"] * (Vl - L["E_L"]) + xp.const(g_KL_ln, V) * (Vl - L["E_KL"])
         dnl = nrn.hh_n_derivative(Vl, ln["n"])
         dmCa, dhCa = nrn.calcium_gates(Vl, ln["mCa"], ln["hCa"])
         dmKCa = nrn.kca_gate(ln["Ca"], ln["mKCa"])
@@ -297,7 +307,7 @@ def locust_antennal_lobe(
                 "syn": dsyn, "I_ext": None, "t_fire": None, "spikes": None}
 
     desc = {"model": "locust_antennal_lobe", "seed": seed, "n_pn": n_pn, "n_ln": n_ln, "p_connect": p_connect,
-            "noise": noise, "membrane": LOCUST, "stimulus": stimulus.describe(),
+            "noise": noise, "g_KL_jitter": g_KL_jitter, "membrane": LOCUST, "stimulus": stimulus.describe(),
             "synapses": [s.describe() for s in synapses], "explicit": explicit}
-    arrays = {"C_ach": C_ach, "C_gaba": C_gaba, "stimulated": stimulated}
+    arrays = {"C_ach": C_ach, "C_gaba": C_gaba, "stimulated": stimulated, "g_KL": g_KL}
     return Model("locust_antennal_lobe", state, derivatives, network_hook(stimulus), desc, arrays)

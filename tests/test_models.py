@@ -226,3 +226,15 @@ def test_locust_backends_agree():
     b = nw.simulate(m, t, record=None)
     np.testing.assert_allclose(a["V"], b["V"], atol=1e-9)
     np.testing.assert_allclose(a["ln"]["Ca"], b["ln"]["Ca"], rtol=1e-9)
+
+
+def test_locust_parameter_jitter_is_opt_in_and_reproducible():
+    plain, again = nw.locust_antennal_lobe(4), nw.locust_antennal_lobe(4, g_KL_jitter=0.0)
+    np.testing.assert_array_equal(plain.arrays["g_KL"], again.arrays["g_KL"])
+    assert set(np.unique(plain.arrays["g_KL"])) == {0.05, 0.02}
+    a, b = nw.locust_antennal_lobe(4, g_KL_jitter=0.2), nw.locust_antennal_lobe(4, g_KL_jitter=0.2)
+    np.testing.assert_array_equal(a.arrays["g_KL"], b.arrays["g_KL"])
+    assert np.all(a.arrays["g_KL"] >= 0) and np.std(a.arrays["g_KL"][:90]) > 0
+    # the draws before the jitter are unchanged, so connectivity and start state stay the same
+    np.testing.assert_array_equal(a.arrays["C_gaba"], plain.arrays["C_gaba"])
+    np.testing.assert_array_equal(a.initial_state["V"], plain.initial_state["V"])
