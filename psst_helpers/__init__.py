@@ -25,6 +25,8 @@ _LAZY = {
     "networks": "psst_helpers.networks",
     "events": "psst_helpers.events",
     "analysis": "psst_helpers.analysis",
+    "stimuli": "psst_helpers.stimuli",
+    "recording": "psst_helpers.recording",
     "Model": "psst_helpers.networks",
     "simulate": "psst_helpers.networks",
     "spike_times": "psst_helpers.analysis",
@@ -33,7 +35,7 @@ _LAZY = {
 
 __all__ = [
     "odeint_np", "odeint", "Integrator", "Model", "simulate", "spike_times", "time_grid",
-    "neurons", "synapses", "networks", "events", "analysis",
+    "neurons", "synapses", "networks", "events", "analysis", "stimuli", "recording",
     "PSSTError", "InputDtypeError", "TimeGridError", "StateShapeError", "NonFiniteStateError", "__version__",
 ]
 

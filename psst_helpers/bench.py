@@ -69,7 +69,7 @@ def _timed(fn: Callable[[], object], repeats: int):
 
 # --- (a) RK4 on dx/dt = sin(x t) -------------------------------------------------------------------
 
-def original_scan_rk4(func, y0, t):
+def original_scan_rk4(func, t):
     """The original tutorial's integrator design in TF2 graph mode: ``tf.scan`` keeping every step."""
     import tensorflow as tf
 
@@ -140,7 +140,7 @@ def bench_sin(sizes: List[int], repeats: int) -> List[Dict[str, object]]:
         f_tf = lambda y, tt: tf.sin(y * tt)  # noqa: E731
         variants = {
             "numpy_loop": lambda: odeint_np(f_np, y0, t)[-1],
-            "original_scan": (lambda run: lambda: run(tf.constant(y0))[-1].numpy())(original_scan_rk4(f_tf, y0, t)),
+            "original_scan": (lambda run: lambda: run(tf.constant(y0))[-1].numpy())(original_scan_rk4(f_tf, t)),
         }
         for xla in (False, True):
             integ = Integrator(f_tf, record=None, every=len(t) - 1, xla=xla)
@@ -208,7 +208,7 @@ def bench_hh(sizes: List[int], duration_ms: float, repeats: int, dtypes=("float6
             need = 2 * (steps + 1) * 4 * n * np_dt.itemsize
             if need < 0.4 * mem:
                 f = original_hh_population(I_inj, tf.as_dtype(np_dt))
-                run = original_scan_rk4(f, None, t.astype(np_dt))
+                run = original_scan_rk4(f, t.astype(np_dt))
                 X0 = tf.constant(np.concatenate([np.full(n, -71.0), np.zeros(3 * n)]).astype(np_dt))
                 results["original_scan"] = lambda: run(X0)[::10, :n].numpy()
             else:
