@@ -139,12 +139,12 @@ def bench_sin(sizes: List[int], repeats: int) -> List[Dict[str, object]]:
         f_np = lambda y, tt: np.sin(y * tt)  # noqa: E731
         f_tf = lambda y, tt: tf.sin(y * tt)  # noqa: E731
         variants = {
-            "numpy_loop": lambda: odeint_np(f_np, y0, t)[-1],
-            "original_scan": (lambda run: lambda: run(tf.constant(y0))[-1].numpy())(original_scan_rk4(f_tf, t)),
+            "numpy_loop": lambda f_np=f_np, y0=y0: odeint_np(f_np, y0, t)[-1],
+            "original_scan": (lambda run, y0=y0: lambda: run(tf.constant(y0))[-1].numpy())(original_scan_rk4(f_tf, t)),
         }
         for xla in (False, True):
             integ = Integrator(f_tf, record=None, every=len(t) - 1, xla=xla)
-            variants["psst_xla" if xla else "psst_graph"] = (lambda i: lambda: i(y0, t)[-1].numpy())(integ)
+            variants["psst_xla" if xla else "psst_graph"] = (lambda i, y: lambda: i(y, t)[-1].numpy())(integ, y0)
         ref = None
         for name, fn in variants.items():
             out, med, compile_s, spread = _timed(fn, repeats)
@@ -210,7 +210,7 @@ def bench_hh(sizes: List[int], duration_ms: float, repeats: int, dtypes=("float6
                 f = original_hh_population(I_inj, tf.as_dtype(np_dt))
                 run = original_scan_rk4(f, t.astype(np_dt))
                 X0 = tf.constant(np.concatenate([np.full(n, -71.0), np.zeros(3 * n)]).astype(np_dt))
-                results["original_scan"] = lambda: run(X0)[::10, :n].numpy()
+                results["original_scan"] = lambda run=run, X0=X0, n=n: run(X0)[::10, :n].numpy()
             else:
                 rows.append({"bench": "hh_population", "variant": "original_scan", "size": n, "dtype": dtype,
                              "run_s": float("nan"), "compile_s": float("nan"), "min_s": float("nan"),

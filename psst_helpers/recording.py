@@ -147,11 +147,6 @@ class Recording:
     def complete(self) -> bool:
         return self.steps_done >= self.meta["n_steps"]
 
-    @property
-    def n_valid(self) -> int:
-        """Number of recorded rows that hold finished data (all of them once the run is complete)."""
-        return min(self.steps_done // self.meta["every"] + 1, len(self.t)) if self.steps_done else 0
-
     def arrays(self) -> Dict[str, np.ndarray]:
         with np.load(self.path / "arrays.npz") as data:
             return {k: data[k] for k in data.files}

@@ -13,7 +13,7 @@ postsynaptic neuron with a segment sum.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Dict, Optional
+from typing import Any, Dict
 
 import numpy as np
 
