@@ -27,6 +27,8 @@ _LAZY = {
     "analysis": "psst_helpers.analysis",
     "stimuli": "psst_helpers.stimuli",
     "recording": "psst_helpers.recording",
+    "distributed": "psst_helpers.distributed",
+    "partition": "psst_helpers.partition",
     "Model": "psst_helpers.networks",
     "simulate": "psst_helpers.networks",
     "spike_times": "psst_helpers.analysis",
@@ -36,6 +38,7 @@ _LAZY = {
 __all__ = [
     "odeint_np", "odeint", "Integrator", "Model", "simulate", "spike_times", "time_grid",
     "neurons", "synapses", "networks", "events", "analysis", "stimuli", "recording",
+    "distributed", "partition",
     "PSSTError", "InputDtypeError", "TimeGridError", "StateShapeError", "NonFiniteStateError", "__version__",
 ]
 

@@ -106,8 +106,9 @@ def _check_groups(synapses: Sequence[SynapseGroup], n: int) -> None:
     if len(set(kinds)) != len(kinds):
         raise ValueError(f"give at most one SynapseGroup per kind, got {kinds}")
     for s in synapses:
-        if s.n_neurons != n:
-            raise ValueError(f"a {s.kind} SynapseGroup is built for {s.n_neurons} neurons, the network has {n}")
+        if s.n_neurons != n or s.n_post != n:
+            raise ValueError(f"a {s.kind} SynapseGroup is built for {s.n_neurons} -> {s.n_post} neurons, "
+                             f"the network has {n}")
 
 
 def _synaptic(y: Dict[str, Any], synapses: Sequence[SynapseGroup], t: Any):

@@ -27,11 +27,9 @@ the files are written with ordinary writes (a memory map would count its dirty p
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import json
 import os
 import platform
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,6 +38,7 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from . import __version__
+from ._progress import progress_bar
 from ._tree import flatten, leaf_paths, unflatten
 from .errors import PSSTError
 from .solvers import checks
@@ -177,18 +176,8 @@ def _load_checkpoint(path: Path, fingerprint: str, treedef, dtype) -> Tuple[int,
 
 
 def _progress_bar(progress: Optional[bool], total_ms: float, done_ms: float):
-    in_notebook = "ipykernel" in sys.modules
-    if progress is None:  # on in a terminal or a notebook that can show widgets, off in logs and CI
-        progress = sys.stderr.isatty() or (in_notebook and importlib.util.find_spec("ipywidgets") is not None)
-    if not progress:
-        return None
-    if in_notebook and importlib.util.find_spec("ipywidgets") is not None:
-        from tqdm.notebook import tqdm
-    else:
-        from tqdm import tqdm
-
-    return tqdm(total=round(total_ms, 6), initial=round(done_ms, 6), unit="ms", desc="simulated",
-                bar_format="{l_bar}{bar}| {n:.0f}/{total:.0f} ms [{elapsed}<{remaining}, {postfix}]")
+    return progress_bar(progress, total=round(total_ms, 6), initial=round(done_ms, 6), unit="ms", desc="simulated",
+                        bar_format="{l_bar}{bar}| {n:.0f}/{total:.0f} ms [{elapsed}<{remaining}, {postfix}]")
 
 
 def run(

@@ -13,7 +13,7 @@ postsynaptic neuron with a segment sum.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Dict
+from typing import Any, Dict, Optional
 
 import numpy as np
 
@@ -41,11 +41,16 @@ class SynapseGroup:
         Presynaptic and postsynaptic neuron of each synapse.
     n_neurons : int
         Number of neurons in the network (the length of V).
-    g, E : arrays of length n_neurons, or floats
+    g, E : arrays of length n_post, or floats
         Maximal conductance (mS/cm^2) and reversal potential (mV) of this synapse kind *on each
         postsynaptic neuron*.
     params : dict
         Kinetic constants; defaults :data:`ACH` or :data:`GABA_A`.
+    n_post : int, optional
+        Number of postsynaptic neurons, when they are not the same ``n_neurons`` neurons: a block
+        of a partitioned network (:mod:`psst_helpers.partition`) receives synapses from all
+        ``n_neurons`` neurons (``pre`` indexes those) onto its own ``n_post`` neurons (``post``
+        indexes those). Defaults to ``n_neurons``.
     """
 
     kind: str
@@ -55,6 +60,7 @@ class SynapseGroup:
     g: Any = None
     E: Any = None
     params: Dict[str, float] = field(default_factory=dict)
+    n_post: Optional[int] = None
 
     def __post_init__(self) -> None:
         if self.kind not in ("ach", "gaba"):
@@ -65,10 +71,11 @@ class SynapseGroup:
         self.post = np.asarray(self.post, dtype=np.int32).ravel()
         if self.pre.shape != self.post.shape:
             raise ValueError(f"pre and post must have the same length, got {self.pre.size} and {self.post.size}")
-        for name, idx in (("pre", self.pre), ("post", self.post)):
-            if idx.size and (idx.min() < 0 or idx.max() >= self.n_neurons):
-                raise ValueError(f"{name} indices must lie in [0, {self.n_neurons}), got {idx.min()}..{idx.max()}")
-        n = self.n_neurons
+        self.n_post = self.n_neurons if self.n_post is None else int(self.n_post)
+        for name, idx, size in (("pre", self.pre, self.n_neurons), ("post", self.post, self.n_post)):
+            if idx.size and (idx.min() < 0 or idx.max() >= size):
+                raise ValueError(f"{name} indices must lie in [0, {size}), got {idx.min()}..{idx.max()}")
+        n = self.n_post
         self.g = np.broadcast_to(np.asarray(self.params["g"] if self.g is None else self.g, float), (n,)).copy()
         self.E = np.broadcast_to(np.asarray(self.params["E"] if self.E is None else self.E, float), (n,)).copy()
 
@@ -88,7 +95,7 @@ class SynapseGroup:
 
     def matrix(self) -> np.ndarray:
         """The dense 0/1 connectivity matrix ``C[post, pre]`` (for plots; never used to integrate)."""
-        C = np.zeros((self.n_neurons, self.n_neurons), dtype=np.int8)
+        C = np.zeros((self.n_post, self.n_neurons), dtype=np.int8)
         C[self.post, self.pre] = 1
         return C
 
@@ -114,7 +121,7 @@ class SynapseGroup:
     def current(self, O: Any, V: Any) -> Any:
         """Synaptic current into every neuron, ``g (V - E) sum O`` (uA/cm^2, positive = outward)."""
         xp = ops_for(V)
-        total = xp.segment_sum(O, self.post, self.n_neurons)
+        total = xp.segment_sum(O, self.post, self.n_post)
         return xp.const(self.g, V) * (V - xp.const(self.E, V)) * total
 
     def describe(self) -> Dict[str, Any]:

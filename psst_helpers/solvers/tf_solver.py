@@ -136,7 +136,13 @@ class Integrator:
         # Integrator shares run's code, so each new model's (legitimate) first trace would count
         # against all the others. A partial object has no __code__, so each Integrator is counted
         # on its own and the warning keeps its meaning: one Integrator retracing on every call.
-        return tf.function(functools.partial(run), jit_compile=self.xla, autograph=False)
+        compiled = tf.function(functools.partial(run), jit_compile=self.xla, autograph=False)
+        if not self.xla:
+            return compiled
+        # An XLA function called directly on a remote TensorFlow worker fails ("KernelAndDeviceOp
+        # does not support EagerFunctionParams", TF 2.21); called from a plain graph function it is
+        # compiled and run there like anywhere else. The wrapper costs one function call per run.
+        return tf.function(functools.partial(compiled), autograph=False)
 
     def _run_raw(self, y0: Any, t: Any):
         t64 = checks.check_time_grid(t)
@@ -149,7 +155,9 @@ class Integrator:
         dts = tf.constant(np.diff(t64).astype(dtype))  # float64 differences: exact steps in float32
         stacks, final, fail_start, good, r = self._compiled[key](lv, tt, dts)
         rec_def = flatten(checks.select(self.record, unflatten(treedef, lv)))[1]
-        return t64, treedef, rec_def, stacks, final, int(fail_start), good, int(r)
+        # one read of both flags: on a remote worker every read is a network round trip
+        fail_start, r = (int(x) for x in tf.stack([fail_start, r]).numpy())
+        return t64, treedef, rec_def, stacks, final, fail_start, good, r
 
     # -- public entry point ------------------------------------------------------------------
     def __call__(self, y0: Any, t: Any, *, return_final: bool = False) -> Any:

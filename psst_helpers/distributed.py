@@ -1,0 +1,519 @@
+"""TensorFlow's own distributed runtime for simulations (chapter 7).
+
+TensorFlow can run operations on other processes -- on this machine or on others -- that each run
+a ``tf.distribute.Server`` (a gRPC server). A client connects to the cluster once and then places
+work on a task with a device string, ``with tf.device("/job:worker/task:1"): ...``; the result is
+a tensor that lives on that task until the client reads it.
+
+This module gives the book's three uses of that runtime:
+
+* :class:`LocalCluster` starts K worker processes on 127.0.0.1, waits until they serve, connects
+  the client, and always stops them again (by the PIDs it started; each worker also dies with its
+  parent through the Linux parent-death signal, so a killed client leaves no orphans).
+* :class:`RemoteCluster` connects to workers already running on other machines, started there with
+  ``python -m psst_helpers.distributed worker --hosts h1:2222,h2:2222 --task K`` (or ``TF_CONFIG``).
+* :meth:`Cluster.map` runs independent simulations (a parameter sweep) across the workers, one job
+  per worker at a time, and gathers the results; a worker that dies is reported within seconds
+  with its task named, the other workers are stopped, and the results gathered so far are kept.
+
+Security: a TensorFlow worker executes whatever any client that reaches its port sends it; its
+gRPC server has no authentication and listens on *every* network interface of the machine (``ss
+-ltn`` shows ``*:PORT``), whatever host name the cluster names. On a machine that others can
+reach, block the ports with a firewall or keep the cluster inside a private network.
+
+One cluster per client process: TensorFlow 2.21 cannot move a running process from one cluster to
+another (functions and tensors stay bound to the first cluster's workers), so starting a second
+cluster in the same process raises :class:`ClusterError`; restart the kernel or use a new process.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import weakref
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional, Sequence
+
+
+__all__ = ["Cluster", "LocalCluster", "RemoteCluster", "ClusterError", "WorkerDiedError", "free_port", "serve"]
+
+JOB = "worker"
+_CONNECTED: Optional[Dict[str, List[str]]] = None  # the cluster this process is connected to
+
+
+class ClusterError(RuntimeError):
+    """The cluster could not be started or connected."""
+
+
+class WorkerDiedError(RuntimeError):
+    """A worker stopped while the client needed it.
+
+    Attributes
+    ----------
+    task : int
+        Index of the worker task (``/job:worker/task:<task>``).
+    address : str
+        Its ``host:port``.
+    partial : dict
+        ``job index -> result`` for every job of the interrupted :meth:`Cluster.map` that had
+        finished (empty outside ``map``).
+    """
+
+    def __init__(self, message: str, *, task: int, address: str, partial: Optional[Dict[int, Any]] = None):
+        super().__init__(message)
+        self.task = task
+        self.address = address
+        self.partial = {} if partial is None else partial
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port that is free on ``host`` right now (the OS picks it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+def _reachable(address: str, timeout: float = 1.0) -> bool:
+    host, port = address.rsplit(":", 1)
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout).close()
+        return True
+    except OSError:
+        return False
+
+
+def _to_numpy(x: Any) -> Any:
+    """Tensors (also nested in dicts, lists, tuples) to NumPy arrays: reading them fetches the data."""
+    if isinstance(x, dict):
+        return {k: _to_numpy(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return type(x)(_to_numpy(v) for v in x)
+    return x.numpy() if hasattr(x, "numpy") else x
+
+
+class Cluster:
+    """What a connected cluster offers, local or remote: its devices, liveness and :meth:`map`."""
+
+    addresses: List[str]
+
+    @property
+    def n_workers(self) -> int:
+        return len(self.addresses)
+
+    @property
+    def cluster_spec(self) -> Dict[str, List[str]]:
+        return {JOB: list(self.addresses)}
+
+    def device(self, task: int) -> str:
+        """The device string of worker ``task``'s CPU, for ``with tf.device(...)``."""
+        if not 0 <= task < self.n_workers:
+            raise IndexError(f"task {task} does not exist; this cluster has tasks 0..{self.n_workers - 1}")
+        return f"/job:{JOB}/replica:0/task:{task}/device:CPU:0"
+
+    @property
+    def devices(self) -> List[str]:
+        return [self.device(k) for k in range(self.n_workers)]
+
+    def dead_workers(self) -> List[int]:
+        """Tasks whose worker no longer serves."""
+        return [k for k, a in enumerate(self.addresses) if not _reachable(a)]
+
+    def _on_worker_death(self) -> None:
+        """Hook: what to do with the other workers when one dies (LocalCluster stops them)."""
+
+    def _died(self, task: int, partial: Dict[int, Any], detail: str = "") -> WorkerDiedError:
+        self._on_worker_death()
+        return WorkerDiedError(
+            f"worker task {task} ({self.addresses[task]}{detail}) stopped while the client was using it; "
+            f"{len(partial)} finished results are kept in .partial" + self._stop_note(),
+            task=task, address=self.addresses[task], partial=partial)
+
+    def _stop_note(self) -> str:
+        return ""
+
+    def map(self, fn: Callable[[Any], Any], items: Sequence[Any], *, progress: Optional[bool] = None,
+            poll_s: float = 0.2, desc: str = "jobs") -> List[Any]:
+        """Run ``fn(item)`` for every item on the workers and return the results in order.
+
+        Each worker runs one job at a time (the next free worker takes the next item), inside
+        ``with tf.device(<its device>)``; tensors in a result are read back as NumPy arrays. ``fn``
+        should build its TensorFlow computation inside (e.g. a :class:`psst_helpers.Integrator`)
+        so that it runs on that worker.
+
+        Raises
+        ------
+        WorkerDiedError
+            Within seconds of a worker stopping (the liveness of every worker is checked every
+            ``poll_s`` s); ``.partial`` holds the finished results by item index.
+        Exception
+            Whatever ``fn`` raised on a healthy worker (the first such error; the other workers
+            take no new job).
+        """
+        import tensorflow as tf
+
+        from ._progress import progress_bar
+
+        items = list(items)
+        results: Dict[int, Any] = {}
+        errors: List[tuple] = []
+        lock = threading.Lock()
+        done = threading.Condition(lock)
+        queue = iter(range(len(items)))
+        running: Dict[int, Optional[int]] = {}
+
+        def worker_loop(task: int) -> None:
+            while True:
+                with lock:
+                    if errors:
+                        return
+                    i = next(queue, None)
+                    running[task] = i
+                if i is None:
+                    return
+                try:
+                    with tf.device(self.device(task)):
+                        out = _to_numpy(fn(items[i]))
+                except BaseException as exc:  # noqa: BLE001 - handed to the calling thread
+                    with done:
+                        errors.append((task, i, exc))
+                        done.notify_all()
+                    return
+                with done:
+                    results[i] = out
+                    running[task] = None
+                    done.notify_all()
+
+        threads = [threading.Thread(target=worker_loop, args=(k,), daemon=True, name=f"psst-task{k}")
+                   for k in range(self.n_workers)]
+        bar = progress_bar(progress, total=len(items), desc=desc, unit="job")
+        for th in threads:
+            th.start()
+        try:
+            while True:
+                with done:
+                    done.wait(timeout=poll_s)
+                    n_done, failed = len(results), list(errors)
+                if bar is not None:
+                    bar.update(n_done - bar.n)
+                dead = self.dead_workers()
+                if dead:
+                    raise self._died(dead[0], dict(results))
+                if failed:
+                    task, i, exc = failed[0]
+                    # A killed worker's connection can break a moment before its process is seen
+                    # to have exited: give the liveness check a few seconds before blaming ``fn``.
+                    grace = time.monotonic() + (5.0 if isinstance(exc, tf.errors.OpError) else 0.0)
+                    while True:
+                        dead = self.dead_workers()
+                        if dead:
+                            raise self._died(dead[0], dict(results)) from exc
+                        if time.monotonic() >= grace:
+                            break
+                        time.sleep(0.1)
+                    raise exc
+                if n_done == len(items):
+                    return [results[i] for i in range(len(items))]
+        finally:
+            if bar is not None:
+                bar.close()
+
+    def connect(self) -> "Cluster":
+        """Connect this process to the cluster (once per process, see the module docstring)."""
+        global _CONNECTED
+        import tensorflow as tf
+
+        spec = self.cluster_spec
+        if _CONNECTED is not None and _CONNECTED != spec:
+            raise ClusterError(
+                f"this Python process is already connected to the cluster {_CONNECTED}; TensorFlow cannot move a "
+                "running process to another cluster (its functions and tensors stay bound to the first one's "
+                "workers). Restart the kernel, or run the new cluster from a fresh Python process.")
+        tf.config.experimental_connect_to_cluster(tf.train.ClusterSpec(spec))
+        _CONNECTED = spec
+        return self
+
+
+class RemoteCluster(Cluster):
+    """Workers already running elsewhere (other machines), e.g. started on each of them with::
+
+        python -m psst_helpers.distributed worker --hosts node1:2222,node2:2222 --task K
+
+    Every machine must reach every other on these ports (open them in the firewall *only* to the
+    cluster's machines: the workers run anything sent to them, see the module docstring).
+
+    Parameters
+    ----------
+    hosts : list of "host:port", optional
+        The workers in task order; default: ``TF_CONFIG``'s ``cluster.worker`` list.
+    """
+
+    def __init__(self, hosts: Optional[Sequence[str]] = None) -> None:
+        if hosts is None:
+            hosts = _hosts_from_tf_config()
+        self.addresses = [str(h) for h in hosts]
+        if not self.addresses:
+            raise ClusterError("no worker hosts given (pass hosts=[...] or set TF_CONFIG)")
+
+
+class LocalCluster(Cluster):
+    """K TensorFlow worker processes on this machine, on 127.0.0.1 ports, for the client in this process.
+
+    Use it as a context manager (``with LocalCluster(2) as cluster: ...``) or call :meth:`start`
+    and :meth:`stop`. The workers are stopped by PID on :meth:`stop`, when the object is garbage
+    collected, when Python exits, and -- through the parent-death signal -- when the client
+    process is killed.
+
+    Parameters
+    ----------
+    n_workers : int
+        Number of worker processes.
+    threads_per_worker : int
+        TensorFlow intra-op threads in each worker; 1 when several workers share a few cores, so
+        they do not compete for them.
+    start_timeout : float
+        Seconds to wait for the workers to serve (importing TensorFlow takes a few seconds each).
+    ports : list of int, optional
+        Ports to try first; any that turns out to be taken is replaced by a free one.
+    connect : bool
+        Connect this process to the cluster once the workers serve (default True).
+    log_dir : str or Path, optional
+        Where the workers write their logs (default: a temporary folder, removed with the
+        cluster); their last lines are quoted in errors.
+    """
+
+    def __init__(self, n_workers: int = 2, *, threads_per_worker: int = 1, start_timeout: float = 60.0,
+                 ports: Optional[Sequence[int]] = None, connect: bool = True,
+                 log_dir: Optional[str] = None, max_attempts: int = 3) -> None:
+        if int(n_workers) < 1:
+            raise ValueError(f"n_workers must be at least 1, got {n_workers}")
+        self.n = int(n_workers)
+        self.threads = int(threads_per_worker)
+        self.start_timeout = float(start_timeout)
+        self._ports = list(ports) if ports is not None else []
+        self._connect = connect
+        self.max_attempts = int(max_attempts)
+        self._tmp = None if log_dir is not None else tempfile.TemporaryDirectory(prefix="psst-cluster-")
+        self.log_dir = Path(log_dir if log_dir is not None else self._tmp.name)
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        self.addresses: List[str] = []
+        self.procs: List[subprocess.Popen] = []
+        self.replaced_ports: List[int] = []  # ports found taken and replaced at start
+        self._finalizer: Optional[weakref.finalize] = None
+
+    # -- life cycle ------------------------------------------------------------------------
+    @property
+    def pids(self) -> List[int]:
+        """PIDs of the worker processes started (alive or not)."""
+        return [p.pid for p in self.procs]
+
+    def start(self) -> "LocalCluster":
+        """Start the workers, wait until each serves, and connect (unless ``connect=False``)."""
+        if self.procs:
+            raise ClusterError("this LocalCluster is already started")
+        if self._connect and _CONNECTED is not None:
+            self.connect()  # raises the one-cluster-per-process error before any process starts
+        ports = [self._ports[k] if k < len(self._ports) else free_port() for k in range(self.n)]
+        last_error = ""
+        for attempt in range(self.max_attempts):
+            self.addresses = [f"127.0.0.1:{p}" for p in ports]
+            self._launch()
+            failed, last_error = self._wait_until_serving()
+            if not failed:
+                break
+            self.stop()
+            # a worker that could not bind its port: try again on fresh ports for those tasks
+            for k in failed:
+                self.replaced_ports.append(ports[k])
+                ports[k] = free_port()
+        else:
+            raise ClusterError(f"the workers did not start after {self.max_attempts} attempts; last error:\n"
+                               f"{last_error}")
+        if self._connect:
+            self.connect()
+        return self
+
+    def _launch(self) -> None:
+        env = dict(os.environ)
+        env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        env.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+        hosts = ",".join(self.addresses)
+        self.procs = []
+        for k in range(self.n):
+            ready = self.log_dir / f"worker{k}.ready"
+            ready.unlink(missing_ok=True)
+            log = open(self.log_dir / f"worker{k}.log", "wb")
+            cmd = [sys.executable, "-m", "psst_helpers.distributed", "worker", "--hosts", hosts, "--task", str(k),
+                   "--threads", str(self.threads), "--ready-file", str(ready), "--parent-pid", str(os.getpid())]
+            # own session: a Ctrl-C meant for the client does not reach the workers (stop() does)
+            self.procs.append(subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                               env=env, start_new_session=True))
+            log.close()
+        self._finalizer = weakref.finalize(self, _kill, list(self.procs))
+
+    def _log_tail(self, k: int, lines: int = 15) -> str:
+        try:
+            text = (self.log_dir / f"worker{k}.log").read_text(errors="replace").splitlines()
+        except OSError:
+            return "(no log)"
+        return "\n".join(text[-lines:])
+
+    def _wait_until_serving(self):
+        deadline = time.monotonic() + self.start_timeout
+        ready = [False] * self.n
+        while time.monotonic() < deadline:
+            failed = [k for k, p in enumerate(self.procs) if p.poll() is not None]
+            if failed:
+                k = failed[0]
+                return failed, (f"worker task {k} ({self.addresses[k]}) exited with code {self.procs[k].returncode}; "
+                                f"its log ends:\n{self._log_tail(k)}")
+            ready = [r or (self.log_dir / f"worker{k}.ready").exists() for k, r in enumerate(ready)]
+            if all(ready):
+                return [], ""
+            time.sleep(0.05)
+        self.stop()
+        late = [k for k, r in enumerate(ready) if not r]
+        raise ClusterError(f"worker tasks {late} did not serve within {self.start_timeout:.0f} s; log of task "
+                           f"{late[0]}:\n{self._log_tail(late[0])}")
+
+    def stop(self) -> None:
+        """Stop every worker process this cluster started (SIGKILL by PID) and wait for them."""
+        _kill(self.procs)
+        if self._finalizer is not None:
+            self._finalizer.detach()
+            self._finalizer = None
+
+    def close(self) -> None:
+        """:meth:`stop`, and remove the temporary log folder."""
+        self.stop()
+        self.procs = []
+        if self._tmp is not None:
+            self._tmp.cleanup()
+            self._tmp = None
+
+    def __enter__(self) -> "LocalCluster":
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def kill_worker(self, task: int) -> None:
+        """Kill one worker (SIGKILL), as a crash would: to try out failure handling."""
+        self.procs[task].kill()
+
+    # -- liveness ----------------------------------------------------------------------------
+    def dead_workers(self) -> List[int]:
+        return [k for k, p in enumerate(self.procs) if p.poll() is not None]
+
+    def _on_worker_death(self) -> None:
+        self.stop()
+
+    def _stop_note(self) -> str:
+        return "; the other workers were stopped"
+
+    def _died(self, task: int, partial: Dict[int, Any], detail: str = "") -> WorkerDiedError:
+        p = self.procs[task]
+        code = p.poll()
+        how = f"killed by signal {-code}" if code is not None and code < 0 else f"exit code {code}"
+        return super()._died(task, partial, detail=f", pid {p.pid}, {how}")
+
+
+def _kill(procs: Sequence[subprocess.Popen]) -> None:
+    for p in procs:
+        if p.poll() is None:
+            try:
+                p.kill()
+            except ProcessLookupError:
+                pass
+    for p in procs:
+        try:
+            p.wait(timeout=10)
+        except subprocess.TimeoutExpired:  # pragma: no cover - SIGKILL is not ignorable
+            pass
+
+
+def _hosts_from_tf_config() -> List[str]:
+    raw = os.environ.get("TF_CONFIG")
+    if not raw:
+        return []
+    try:
+        return list(json.loads(raw)["cluster"][JOB])
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ClusterError(f"TF_CONFIG is not a cluster description with a '{JOB}' list: {raw!r}") from exc
+
+
+# -- the worker process ----------------------------------------------------------------------------
+
+def _die_with_parent(parent_pid: int) -> None:
+    """Ask Linux to SIGKILL this process when its parent exits (no orphans if the client is killed)."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    PR_SET_PDEATHSIG = 1
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != parent_pid:  # the parent died before prctl took effect
+        os._exit(1)
+
+
+def serve(hosts: Sequence[str], task: int, *, threads: int = 0, ready_file: Optional[str] = None,
+          parent_pid: Optional[int] = None) -> None:
+    """Run worker ``task`` of the cluster ``hosts`` until killed (the body of ``... distributed worker``).
+
+    Parameters
+    ----------
+    hosts : list of "host:port"
+        All workers of the cluster, in task order.
+    task : int
+        Which of them this process is.
+    threads : int
+        TensorFlow intra-op threads (0 = TensorFlow's default, all cores).
+    ready_file : str, optional
+        Created once the server serves (how :class:`LocalCluster` knows it is up).
+    parent_pid : int, optional
+        Die when this process (the client that started the worker) dies.
+    """
+    if parent_pid is not None:
+        _die_with_parent(parent_pid)
+    import tensorflow as tf
+
+    if threads:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(threads)
+    server = tf.distribute.Server(tf.train.ClusterSpec({JOB: list(hosts)}), job_name=JOB, task_index=task,
+                                  start=True)
+    if ready_file:
+        Path(ready_file).write_text(str(os.getpid()))
+    print(f"psst worker task {task} serving on {hosts[task]} (pid {os.getpid()})", flush=True)
+    server.join()
+
+
+def main(argv: Optional[Sequence[str]] = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m psst_helpers.distributed",
+                                     description="Run a TensorFlow worker for psst_helpers.distributed.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    w = sub.add_parser("worker", help="serve as one worker task until killed")
+    w.add_argument("--hosts", help="comma-separated host:port of every worker, in task order (default: TF_CONFIG)")
+    w.add_argument("--task", type=int, help="this worker's index in --hosts (default: TF_CONFIG's task.index)")
+    w.add_argument("--threads", type=int, default=0, help="TensorFlow intra-op threads (default: all cores)")
+    w.add_argument("--ready-file", help=argparse.SUPPRESS)
+    w.add_argument("--parent-pid", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    hosts = args.hosts.split(",") if args.hosts else _hosts_from_tf_config()
+    task = args.task
+    if task is None:
+        task = int(json.loads(os.environ.get("TF_CONFIG") or "{}").get("task", {}).get("index", -1))
+    if not hosts or not 0 <= task < len(hosts):
+        parser.error(f"give --hosts and a --task in [0, {len(hosts)}) (or TF_CONFIG with both)")
+    serve(hosts, task, threads=args.threads, ready_file=args.ready_file, parent_pid=args.parent_pid)
+
+
+if __name__ == "__main__":
+    main()

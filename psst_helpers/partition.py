@@ -1,0 +1,221 @@
+"""A network split into blocks of neurons that are integrated apart and exchange spikes (chapter 7).
+
+Each block owns a contiguous range of neurons and every synapse that ends on them. Neurons of
+different blocks interact only through cholinergic synapses, whose transmitter depends on the
+presynaptic neuron's last spike time ``t_fire`` (models.md section 2) -- and ``t_fire`` changes only
+*between* integration steps (the spike tracker runs after each step). So if the blocks swap their
+``t_fire`` vectors after every step, each block sees exactly what the whole network would have
+seen, and the partitioned run equals the single-process run (to rounding; the tests ask for
+1e-9 mV in float64).
+
+Swapping only every ``exchange_every`` steps is cheaper and approximate: a spike reaches the other
+blocks up to ``exchange_every - 1`` steps late. With a synaptic delay ``t_delay`` it is exact again
+as long as ``exchange_every * dt < t_delay`` -- the spike is delivered before any synapse can feel
+it, the rule by which NEST and other cluster simulators exchange spikes once per minimal delay.
+
+GABA_A synapses of this book are driven by the presynaptic *voltage* inside every RK stage, so no
+step-boundary exchange can reproduce them; :func:`split_network` refuses them.
+"""
+from __future__ import annotations
+
+import math
+import threading
+from dataclasses import dataclass
+from typing import Any, Dict, List, Optional, Sequence
+
+import numpy as np
+
+from . import neurons as nrn
+from .backend import ops_for
+from .events import network_hook
+from .networks import NEVER_FIRED, Model
+from .synapses import SynapseGroup
+
+__all__ = ["Block", "split_network", "run_partitioned"]
+
+
+@dataclass
+class Block:
+    """One block of a partitioned network: neurons ``lo .. hi-1`` and the synapses onto them."""
+
+    lo: int
+    hi: int
+    model: Model
+
+
+def _block_model(n: int, lo: int, hi: int, I_ext: np.ndarray, ach: Optional[SynapseGroup],
+                 params: Dict[str, float]) -> Model:
+    nb = hi - lo
+    state: Dict[str, Any] = {
+        "V": np.full(nb, -71.0), "m": np.zeros(nb), "h": np.zeros(nb), "n": np.zeros(nb),
+        "I_ext": I_ext[lo:hi].astype(float), "t_fire": np.full(nb, NEVER_FIRED), "spikes": np.zeros(nb),
+        # the whole network's last spike times as of the last exchange; own entries kept current
+        "t_fire_net": np.full(n, NEVER_FIRED),
+    }
+    group = None
+    if ach is not None:
+        mine = (ach.post >= lo) & (ach.post < hi)
+        group = SynapseGroup("ach", pre=ach.pre[mine], post=ach.post[mine] - lo, n_neurons=n, n_post=nb,
+                             g=ach.g[lo:hi], E=ach.E[lo:hi], params=ach.params)
+        state["syn"] = {"ach": np.zeros(group.size)}
+    C_m = params["C_m"]
+
+    def derivatives(y: Dict[str, Any], t: Any) -> Dict[str, Any]:
+        V, m, h, ng = y["V"], y["m"], y["h"], y["n"]
+        I_Na, I_K, I_L = nrn.hh_currents(V, m, h, ng, params)
+        dm, dh, dn = nrn.hh_gate_derivatives(V, m, h, ng)
+        I_syn = 0.0
+        out = {"m": dm, "h": dh, "n": dn, "I_ext": None, "t_fire": None, "spikes": None, "t_fire_net": None}
+        if group is not None:
+            O = y["syn"]["ach"]
+            out["syn"] = {"ach": group.derivative(O, V, y["t_fire_net"], t)}
+            I_syn = group.current(O, V)
+        out["V"] = (y["I_ext"] - I_Na - I_K - I_L - I_syn) / C_m
+        return out
+
+    spikes = network_hook(None)
+
+    def post_step(t0: Any, y0: Dict[str, Any], t1: Any, y1: Dict[str, Any]) -> Dict[str, Any]:
+        out = spikes(t0, y0, t1, y1)
+        net = y1["t_fire_net"]
+        out["t_fire_net"] = ops_for(net).concat([net[:lo], out["t_fire"], net[hi:]])
+        return out
+
+    desc = {"model": "hh_network_block", "n_neurons": n, "block": [lo, hi],
+            "n_synapses": 0 if group is None else group.size}
+    return Model(f"block_{lo}_{hi}", state, derivatives, post_step, desc)
+
+
+def split_network(
+    I_ext: Any,
+    synapses: Sequence[SynapseGroup] = (),
+    n_blocks: int = 2,
+    *,
+    params: Dict[str, float] = nrn.HH,
+) -> List[Block]:
+    """Split an HH network with constant input into ``n_blocks`` blocks of consecutive neurons.
+
+    The blocks together are the network of :func:`psst_helpers.networks.hh_network` with
+    ``Constant(I_ext)`` input and the same synapse groups (start V = -71 mV, gates 0).
+
+    Parameters
+    ----------
+    I_ext : array of length n
+        Constant injected current into each neuron (uA/cm^2).
+    synapses : sequence of SynapseGroup
+        At most one group, of kind "ach" (spike-driven, see the module docstring).
+    n_blocks : int
+        Number of blocks; neurons are shared out as evenly as possible.
+    """
+    I_ext = np.atleast_1d(np.asarray(I_ext, float))
+    n = I_ext.size
+    if not 1 <= int(n_blocks) <= n:
+        raise ValueError(f"n_blocks must lie in [1, {n}] for {n} neurons, got {n_blocks}")
+    ach = None
+    for s in synapses:
+        if s.kind != "ach":
+            raise ValueError(
+                f"{s.kind!r} synapses are driven by the presynaptic voltage inside each RK stage, so blocks "
+                "exchanging values between steps cannot reproduce them; only spike-driven 'ach' synapses "
+                "can be split across blocks")
+        if ach is not None:
+            raise ValueError("give at most one 'ach' SynapseGroup")
+        if s.n_neurons != n or s.n_post != n:
+            raise ValueError(f"the SynapseGroup is built for {s.n_neurons} neurons, the network has {n}")
+        ach = s
+    edges = np.linspace(0, n, int(n_blocks) + 1).round().astype(int)
+    return [Block(int(lo), int(hi), _block_model(n, int(lo), int(hi), I_ext, ach, params))
+            for lo, hi in zip(edges[:-1], edges[1:])]
+
+
+def run_partitioned(
+    blocks: Sequence[Block],
+    t: Any,
+    *,
+    exchange_every: int = 1,
+    devices: Optional[Sequence[str]] = None,
+    record: Sequence[str] = ("V",),
+    every: int = 1,
+    dtype: Any = np.float64,
+    xla: bool = True,
+) -> Dict[str, np.ndarray]:
+    """Integrate the blocks side by side, swapping spike times every ``exchange_every`` steps.
+
+    Parameters
+    ----------
+    blocks : list of Block
+        From :func:`split_network`.
+    t : 1-D array
+        Time grid (ms); ``len(t) - 1`` steps.
+    exchange_every : int
+        Steps between two exchanges; 1 reproduces the single-process run.
+    devices : list of str, optional
+        A TensorFlow device for each block, e.g. ``cluster.devices`` of a
+        :class:`psst_helpers.distributed.LocalCluster`; the blocks then run concurrently, one
+        Python thread each. Default: all blocks one after another on the local default device.
+    record : names of per-neuron state entries to return (default V)
+    every : int
+        Record every ``every``-th step.
+
+    Returns
+    -------
+    dict
+        ``name -> array [len(t[::every]), n]`` with the blocks' neurons side by side.
+    """
+    import tensorflow as tf
+
+    from .solvers.checks import check_every, check_time_grid
+    from .solvers.tf_solver import Integrator
+
+    t = check_time_grid(t)
+    m, every = check_every(exchange_every), check_every(every)
+    # the blocks record every g steps, g dividing both intervals, so records line up across exchanges
+    g = math.gcd(m, every)
+    if devices is not None and len(devices) != len(blocks):
+        raise ValueError(f"give one device per block: {len(blocks)} blocks, {len(devices)} devices")
+    devs = list(devices) if devices is not None else [None] * len(blocks)
+    record = list(record)
+    integrators = [Integrator(b.model.derivatives, record=record, every=g, post_step=b.model.post_step, xla=xla)
+                   for b in blocks]
+    states = [b.model.state(dtype) for b in blocks]
+    chunks: List[List[Dict[str, np.ndarray]]] = [[] for _ in blocks]
+
+    def advance(k: int, tc: np.ndarray) -> None:
+        if devs[k] is None:
+            rec, states[k] = integrators[k](states[k], tc, return_final=True)
+        else:
+            with tf.device(devs[k]):
+                rec, states[k] = integrators[k](states[k], tc, return_final=True)
+        chunks[k].append({name: rec[name] for name in record})  # read back at the end, not every exchange
+
+    concurrent = devices is not None and len(set(devs)) > 1
+    for start in range(0, len(t) - 1, m):
+        tc = t[start : min(start + m, len(t) - 1) + 1]
+        if concurrent:
+            errors: List[BaseException] = []
+
+            def target(k: int, tc: np.ndarray = tc, errors: List[BaseException] = errors) -> None:
+                try:
+                    advance(k, tc)
+                except BaseException as exc:  # noqa: BLE001 - re-raised in the calling thread
+                    errors.append(exc)
+
+            threads = [threading.Thread(target=target, args=(k,), daemon=True) for k in range(len(blocks))]
+            for th in threads:
+                th.start()
+            for th in threads:
+                th.join()
+            if errors:
+                raise errors[0]
+        else:
+            for k in range(len(blocks)):
+                advance(k, tc)
+        # the exchange: every block learns every neuron's last spike time
+        t_fire = np.concatenate([np.asarray(s["t_fire"]) for s in states])
+        for s in states:
+            s["t_fire_net"] = t_fire
+    out = {}
+    for name in record:
+        per_block = [np.concatenate([c[name].numpy()[0 if i == 0 else 1:] for i, c in enumerate(ch)]) for ch in chunks]
+        out[name] = np.concatenate(per_block, axis=1)[:: every // g]
+    return out

@@ -1,0 +1,106 @@
+"""Client programs for tests/test_distributed.py, each run as its own process (one TF cluster per process).
+
+Usage: python tests/distributed_client.py SCENARIO OUT_JSON
+Each scenario writes its findings to OUT_JSON; the test makes the assertions.
+"""
+from __future__ import annotations
+
+import json
+import os
+import socket
+import sys
+import threading
+import time
+
+import numpy as np
+
+import psst_helpers as psst
+from psst_helpers.distributed import ClusterError, LocalCluster, WorkerDiedError
+from psst_helpers.networks import hh_network, hh_population, simulate
+from psst_helpers.partition import run_partitioned, split_network
+from psst_helpers.stimuli import Constant
+from psst_helpers.synapses import SynapseGroup
+
+T_SWEEP = np.arange(0, 60.0 + 1e-9, 0.01)
+CURRENTS = np.linspace(0.0, 15.0, 4 * 10).reshape(4, 10)  # 4 jobs of 10 neurons
+
+
+def fi_job(I):
+    """Spike counts of HH neurons driven by the currents I over T_SWEEP (one sweep job)."""
+    m = hh_population(I)
+    integ = psst.Integrator(m.derivatives, record="spikes", every=len(T_SWEEP) - 1, post_step=m.post_step)
+    return integ(m.state(), T_SWEEP)[-1]
+
+
+def ach_network(n=40, seed=1):
+    rng = np.random.default_rng(seed)
+    C = (rng.random((n, n)) < 0.1) & ~np.eye(n, dtype=bool)
+    I = np.where(np.arange(n) < n // 4, 10.0, 0.0)  # only block 0 is driven: block 1 fires through synapses
+    return I, SynapseGroup.from_matrix("ach", C)
+
+
+def alive(pids):
+    return [os.path.exists(f"/proc/{p}") and open(f"/proc/{p}/stat").read().split()[2] != "Z" for p in pids]
+
+
+def sweep_and_partition(out):
+    local = [fi_job(I).numpy() for I in CURRENTS]
+    busy = socket.socket()
+    busy.bind(("127.0.0.1", 0))
+    busy.listen()
+    taken = busy.getsockname()[1]
+    I, ach = ach_network()
+    t = np.arange(0, 12.0 + 1e-9, 0.01)  # the undriven neurons first fire at 6-12 ms
+    single = simulate(hh_network(I.size, Constant(I), [ach]), t, record=["V", "spikes"])
+    with LocalCluster(2, ports=[taken]) as cluster:
+        res = {"addresses": cluster.addresses, "replaced": cluster.replaced_ports, "taken": taken,
+               "pids": cluster.pids, "alive_inside": alive(cluster.pids)}
+        gathered = cluster.map(fi_job, CURRENTS)
+        res["sweep_equal"] = all(np.array_equal(a, b) for a, b in zip(local, gathered))
+        res["sweep_spikes"] = float(np.sum(gathered))
+        t0 = time.perf_counter()
+        part = run_partitioned(split_network(I, [ach], 2), t, exchange_every=1, devices=cluster.devices,
+                               record=["V", "spikes"])
+        res["partition_s"] = time.perf_counter() - t0
+        res["partition_max_dv"] = float(np.abs(part["V"] - single["V"]).max())
+        res["spikes_block"] = [float(single["spikes"][-1][:20].sum()), float(single["spikes"][-1][20:].sum())]
+    res["alive_after"] = alive(res["pids"])
+    try:
+        LocalCluster(1).start()
+        res["second_cluster"] = "started"
+    except ClusterError as exc:
+        res["second_cluster"] = str(exc)
+    json.dump(res, open(out, "w"))
+
+
+def killed_worker(out):
+    cluster = LocalCluster(2).start()
+    res = {"pids": cluster.pids}
+    killed = {}
+
+    def kill():
+        killed["t"] = time.monotonic()
+        cluster.kill_worker(1)
+
+    threading.Timer(4.0, kill).start()
+    jobs = np.linspace(0.0, 15.0, 12 * 10).reshape(12, 10)
+    try:
+        cluster.map(fi_job, jobs)
+        res["raised"] = None
+    except WorkerDiedError as exc:
+        res.update(raised=str(exc), seconds=time.monotonic() - killed["t"], task=exc.task,
+                   partial=sorted(exc.partial), partial_ok=all(
+                       np.array_equal(exc.partial[i], fi_job(jobs[i]).numpy()) for i in exc.partial))
+    res["alive_after"] = alive(res["pids"])
+    json.dump(res, open(out, "w"))
+
+
+def hold(out):
+    """Start a cluster, report its PIDs, then wait to be killed."""
+    cluster = LocalCluster(2).start()
+    json.dump({"pids": cluster.pids}, open(out, "w"))
+    time.sleep(600)
+
+
+if __name__ == "__main__":
+    {"sweep_and_partition": sweep_and_partition, "killed_worker": killed_worker, "hold": hold}[sys.argv[1]](sys.argv[2])

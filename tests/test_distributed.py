@@ -1,0 +1,148 @@
+"""psst_helpers.distributed with real TensorFlow worker processes on 127.0.0.1.
+
+Each scenario runs in its own client process (tests/distributed_client.py): TensorFlow connects a
+process to one cluster for its lifetime, and a separate client is also how a crash of the client
+is tested. After every scenario no worker process may remain (checked by PID).
+"""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+CLIENT = [sys.executable, str(Path(__file__).with_name("distributed_client.py"))]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return open(f"/proc/{pid}/stat").read().split()[2] != "Z"
+    except OSError:
+        return False
+
+
+def _run(scenario: str, tmp_path: Path, timeout: float = 240) -> dict:
+    out = tmp_path / f"{scenario}.json"
+    proc = subprocess.run(CLIENT + [scenario, str(out)], capture_output=True, text=True, timeout=timeout)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(out.read_text())
+
+
+def test_sweep_and_partitioned_network_equal_single_process(tmp_path):
+    res = _run("sweep_and_partition", tmp_path)
+    # a port already in use is replaced by a free one
+    assert res["taken"] in res["replaced"]
+    assert f"127.0.0.1:{res['taken']}" not in res["addresses"]
+    assert all(res["alive_inside"])
+    # the sweep gathered on two workers equals the same jobs run in one process, bit for bit
+    assert res["sweep_equal"] and res["sweep_spikes"] > 0
+    # per-step spike exchange reproduces the single-process network (float64)
+    assert res["partition_max_dv"] < 1e-9
+    assert res["spikes_block"][1] > 0, "block 1 must fire through synapses from block 0 for the test to mean anything"
+    assert not any(res["alive_after"]), f"workers left running: {res['pids']}"
+    assert "already connected" in res["second_cluster"]
+
+
+def test_killed_worker_is_reported_within_30_s(tmp_path):
+    res = _run("killed_worker", tmp_path)
+    assert res["raised"] is not None, "killing a worker mid-sweep raised nothing"
+    assert res["seconds"] < 30
+    assert res["task"] == 1 and "worker task 1" in res["raised"] and "killed by signal 9" in res["raised"]
+    assert res["partial_ok"]
+    assert not any(res["alive_after"]), "the other worker was not stopped"
+
+
+def test_killed_client_leaves_no_worker_behind(tmp_path):
+    out = tmp_path / "hold.json"
+    child = subprocess.Popen(CLIENT + ["hold", str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while not out.exists() or not out.read_text():
+            assert child.poll() is None, "the client died before its cluster started"
+            assert time.monotonic() < deadline, "the cluster did not start in 120 s"
+            time.sleep(0.2)
+        time.sleep(0.2)
+        pids = json.loads(out.read_text())["pids"]
+        assert all(_alive(p) for p in pids)
+        os.kill(child.pid, signal.SIGKILL)
+        child.wait()
+        deadline = time.monotonic() + 10
+        while any(_alive(p) for p in pids) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        left = [p for p in pids if _alive(p)]
+        for p in left:  # clean up before failing
+            os.kill(p, signal.SIGKILL)
+        assert not left, f"workers {left} outlived their killed client"
+    finally:
+        if child.poll() is None:
+            child.kill()
+
+
+def test_worker_cli_rejects_a_missing_task():
+    proc = subprocess.run([sys.executable, "-m", "psst_helpers.distributed", "worker", "--hosts", "127.0.0.1:1"],
+                          capture_output=True, text=True, timeout=60, env={**os.environ, "TF_CONFIG": ""})
+    assert proc.returncode == 2 and "--task" in proc.stderr
+
+
+@pytest.mark.parametrize("n_blocks", [1, 3])
+def test_partition_in_one_process_equals_the_network(n_blocks):
+    """No cluster: the blocks run one after the other on the local device."""
+    import numpy as np
+
+    from psst_helpers.networks import hh_network, simulate
+    from psst_helpers.partition import run_partitioned, split_network
+    from psst_helpers.stimuli import Constant
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from distributed_client import ach_network
+
+    I, ach = ach_network(n=30)
+    t = np.arange(0, 12.0 + 1e-9, 0.01)  # the undriven neurons first fire at 6-12 ms
+    single = simulate(hh_network(I.size, Constant(I), [ach]), t, record=["V", "spikes"], every=5)
+    part = run_partitioned(split_network(I, [ach], n_blocks), t, exchange_every=5, every=5, record=["V", "spikes"])
+    # exchange every 5 steps is not exact without a delay; exact with one block
+    if n_blocks == 1:
+        assert np.abs(part["V"] - single["V"]).max() < 1e-9
+    per_step = run_partitioned(split_network(I, [ach], n_blocks), t, exchange_every=1, every=5, record=["V"])
+    assert np.abs(per_step["V"] - single["V"]).max() < 1e-9
+    assert single["spikes"][-1][I == 0].sum() > 0
+
+
+def test_chunked_exchange_is_exact_within_the_synaptic_delay_and_not_beyond():
+    import numpy as np
+
+    from psst_helpers.networks import hh_network, simulate
+    from psst_helpers.partition import run_partitioned, split_network
+    from psst_helpers.stimuli import Constant
+    from psst_helpers.synapses import SynapseGroup
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from distributed_client import ach_network
+
+    I, ach = ach_network(n=30)
+    delayed = SynapseGroup("ach", pre=ach.pre, post=ach.post, n_neurons=30, params={"t_delay": 0.5})
+    t = np.arange(0, 15.0 + 1e-9, 0.01)
+    single = simulate(hh_network(I.size, Constant(I), [delayed]), t)
+    within = run_partitioned(split_network(I, [delayed], 2), t, exchange_every=40)   # 0.4 ms < 0.5 ms delay
+    beyond = run_partitioned(split_network(I, [delayed], 2), t, exchange_every=100)  # 1 ms > 0.5 ms
+    assert np.abs(within["V"] - single["V"]).max() < 1e-9
+    assert np.abs(beyond["V"] - single["V"]).max() > 1.0  # late spikes change the run: an approximation
+
+
+def test_partition_refuses_what_it_cannot_split():
+    import numpy as np
+
+    from psst_helpers.partition import run_partitioned, split_network
+    from psst_helpers.synapses import SynapseGroup
+
+    gaba = SynapseGroup("gaba", pre=[0], post=[1], n_neurons=2)
+    with pytest.raises(ValueError, match="presynaptic voltage"):
+        split_network([1.0, 2.0], [gaba], 2)
+    with pytest.raises(ValueError, match="n_blocks"):
+        split_network([1.0, 2.0], [], 3)
+    blocks = split_network([1.0, 2.0], [], 2)
+    with pytest.raises(ValueError, match="one device per block"):
+        run_partitioned(blocks, np.arange(0, 1.0, 0.01), devices=["/cpu:0"])
