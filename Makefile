@@ -5,7 +5,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: book test bench clean
+.PHONY: book test bench brian2-venv clean
 
 $(STAMP): requirements.txt pyproject.toml
 	python3 -m venv $(VENV)
@@ -24,7 +24,14 @@ test: $(STAMP)
 	  $(PY) -m pytest tests $(wildcard notebooks/*.ipynb) --nbval-lax --nbval-cell-timeout=600
 
 bench: $(STAMP)
-	$(PY) -m psst_helpers.bench core
+	$(PY) -m psst_helpers.bench appendix
+
+# Brian2 (for `python -m psst_helpers.bench brian2`) in its own environment: Brian2 2.9 needs NumPy < 2.4.
+brian2-venv: .venv-brian2/.installed
+.venv-brian2/.installed:
+	python3 -m venv .venv-brian2
+	.venv-brian2/bin/python -m pip install --quiet "brian2>=2.7" "numpy<2.4" cython setuptools
+	touch $@
 
 clean:
 	rm -rf _build .pytest_cache bench-results

@@ -1,5 +1,8 @@
-"""Benchmarks: ``python -m psst_helpers.bench core [--quick] [--out DIR]``.
+"""Benchmarks: ``python -m psst_helpers.bench {core,matmul,brian2,appendix} [--quick] [--out DIR]``.
 
+``matmul`` times n x n matrix products, NumPy against TensorFlow on every device it sees, float32
+and float64. ``brian2`` compares the HH population with Brian2 (:func:`bench_brian2`).
+``appendix`` runs ``matmul`` and ``core`` with, in (a), also a loop of eager TensorFlow operations.
 ``core`` measures, side by side in one run on one machine:
 
 (a) RK4 on dx/dt = sin(x t), 500 steps (t from 0 to 5, dt 0.01), float64, N equations from
@@ -126,7 +129,21 @@ def original_design_run(model, t, dtype=np.float64):
     return unflatten(treedef, [x.numpy() for x in out])
 
 
-def bench_sin(sizes: List[int], repeats: int) -> List[Dict[str, object]]:
+def eager_rk4(func, y0: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """RK4 as a Python loop of eager TensorFlow operations (chapter 2's first attempt): every
+    operation of every step is dispatched from Python. Returns the final state."""
+    import tensorflow as tf
+
+    from .solvers.schemes import rk4_step
+
+    y = [tf.constant(y0)]
+    f = lambda lv, tm: [func(lv[0], tm)]  # noqa: E731 - the scheme works on lists of leaves
+    for i in range(len(t) - 1):
+        y = rk4_step(f, y, tf.constant(t[i]), tf.constant(t[i + 1] - t[i]))
+    return y[0].numpy()
+
+
+def bench_sin(sizes: List[int], repeats: int, eager: bool = True) -> List[Dict[str, object]]:
     import tensorflow as tf
 
     from .solvers import odeint_np
@@ -142,6 +159,8 @@ def bench_sin(sizes: List[int], repeats: int) -> List[Dict[str, object]]:
             "numpy_loop": lambda f_np=f_np, y0=y0: odeint_np(f_np, y0, t)[-1],
             "original_scan": (lambda run, y0=y0: lambda: run(tf.constant(y0))[-1].numpy())(original_scan_rk4(f_tf, t)),
         }
+        if eager:
+            variants["tf_eager_loop"] = lambda f_tf=f_tf, y0=y0: eager_rk4(f_tf, y0, t)
         for xla in (False, True):
             integ = Integrator(f_tf, record=None, every=len(t) - 1, xla=xla)
             variants["psst_xla" if xla else "psst_graph"] = (lambda i, y: lambda: i(y, t)[-1].numpy())(integ, y0)
@@ -153,6 +172,48 @@ def bench_sin(sizes: List[int], repeats: int) -> List[Dict[str, object]]:
                          "run_s": med, "compile_s": compile_s, "min_s": spread[0], "max_s": spread[1],
                          "max_abs_diff": float(np.max(np.abs(np.asarray(out) - ref)))})
     return rows
+
+
+# --- matrix products ----------------------------------------------------------------------------------
+
+def bench_matmul(sizes: List[int], repeats: int, dtypes=("float32", "float64")) -> List[Dict[str, object]]:
+    """n x n matrix products: NumPy (its BLAS) against TensorFlow on every device it sees.
+
+    Inputs are made once per size on each device; a TensorFlow product is timed until its result
+    is back in host memory as a NumPy array (on a GPU that includes the copy), like NumPy's.
+    """
+    import tensorflow as tf
+
+    devices = ["/CPU:0"] + [f"/GPU:{i}" for i in range(len(tf.config.list_physical_devices("GPU")))]
+    rng = np.random.default_rng(0)
+    rows = []
+    for n in sizes:
+        for dtype in dtypes:
+            a = rng.standard_normal((n, n)).astype(dtype)
+            b = rng.standard_normal((n, n)).astype(dtype)
+            variants = {"numpy": lambda a=a, b=b: a @ b}
+            for dev in devices:
+                with tf.device(dev):
+                    ta, tb = tf.constant(a), tf.constant(b)
+                variants[f"tf_{dev.strip('/').split(':')[0].lower()}{dev[-1] if 'GPU' in dev else ''}"] = (
+                    lambda ta=ta, tb=tb, dev=dev: _on(dev, lambda: tf.linalg.matmul(ta, tb)).numpy())
+            ref = None
+            for name, fn in variants.items():
+                out, med, compile_s, spread = _timed(fn, repeats)
+                ref = out if ref is None else ref
+                # relative to the largest entry: float32 sums of n products differ in their last bits
+                diff = float(np.max(np.abs(out - ref)) / max(np.max(np.abs(ref)), 1e-300))
+                rows.append({"bench": "matmul", "variant": name, "size": n, "dtype": dtype, "run_s": med,
+                             "compile_s": compile_s, "min_s": spread[0], "max_s": spread[1],
+                             "max_abs_diff": diff, "note": "max_abs_diff relative to max |entry|"})
+    return rows
+
+
+def _on(device: str, fn: Callable[[], object]):
+    import tensorflow as tf
+
+    with tf.device(device):
+        return fn()
 
 
 # --- (b) HH population throughput --------------------------------------------------------------------
@@ -230,6 +291,55 @@ def bench_hh(sizes: List[int], duration_ms: float, repeats: int, dtypes=("float6
     return rows
 
 
+def bench_brian2(sizes: List[int], duration_ms: float, python: str, repeats: int) -> List[Dict[str, object]]:
+    """psst against Brian2 on the same HH population (see :mod:`psst_helpers.bench_brian2`), float64.
+
+    Brian2 runs in its own Python (``python``); both count spikes as upward crossings of 0 mV and
+    the rows say whether every neuron's count agrees before any speed is compared.
+    """
+    import json
+    import subprocess
+    import tempfile
+
+    from .networks import hh_population
+    from .solvers.tf_solver import Integrator
+
+    t = 0.01 * np.arange(int(round(duration_ms / 0.01)) + 1)
+    steps = len(t) - 1
+    # absolute, but not resolved: a virtual environment's python is a symlink to the base one,
+    # and only the link's path makes Python find the environment's packages
+    python = os.path.abspath(python)
+    if not os.path.exists(python):
+        raise FileNotFoundError(f"no Python at {python}; create the Brian2 environment with `make brian2-venv`")
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "brian2.json"
+        proc = subprocess.run([python, str(Path(__file__).with_name("bench_brian2.py")), "--sizes", *map(str, sizes),
+                               "--duration-ms", str(duration_ms), "--out", str(out)],
+                              capture_output=True, text=True, cwd=tmp)
+        if proc.returncode != 0:
+            raise RuntimeError(f"the Brian2 run failed ({python}):\n{proc.stderr[-3000:]}")
+        brian = json.loads(out.read_text())
+    rows = []
+    for n in sizes:
+        model = hh_population(np.linspace(0.0, 10.0, n))
+        integ = Integrator(model.derivatives, post_step=model.post_step, record=("V",), every=10)
+        y0 = model.state(np.float64)
+        (rec, final), med, compile_s, spread = _timed(lambda: integ(y0, t, return_final=True), repeats)
+        ours = final["spikes"].numpy().astype(int)
+        rows.append({"bench": "hh_vs_brian2", "variant": "psst_xla", "size": n, "dtype": "float64", "run_s": med,
+                     "compile_s": compile_s, "min_s": spread[0], "max_s": spread[1],
+                     "neuron_steps_per_s": n * steps / med, "spikes": int(ours.sum()), "spike_mismatch": 0,
+                     "max_abs_diff": 0.0, "note": ""})
+        for b in (r for r in brian if r["size"] == n):
+            counts = np.asarray(b["spike_counts"])
+            rows.append({"bench": "hh_vs_brian2", "variant": f"brian2_{b['target']}", "size": n, "dtype": "float64",
+                         "run_s": b["run_s"], "compile_s": float("nan"), "min_s": b["run_s"], "max_s": b["run_s"],
+                         "neuron_steps_per_s": b["neuron_steps_per_s"], "spikes": int(counts.sum()),
+                         "spike_mismatch": int(np.sum(counts != ours)), "max_abs_diff": float(np.max(np.abs(counts - ours))),
+                         "note": f"Brian2 {b['brian2']}, {b['threads']} threads, one run (code generation excluded)"})
+    return rows
+
+
 def _total_memory_bytes() -> int:
     try:
         return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
@@ -256,15 +366,24 @@ def print_table(rows: List[Dict[str, object]]) -> None:
     for r in rows:
         extra = ""
         if "neuron_steps_per_s" in r:
-            extra = f"  {r['neuron_steps_per_s'] / 1e6:8.2f} M neuron-steps/s  NaN neurons {r['nan_neurons']}"
+            extra = f"  {r['neuron_steps_per_s'] / 1e6:8.2f} M neuron-steps/s"
+            if "nan_neurons" in r:
+                extra += f"  NaN neurons {r['nan_neurons']}"
+            if "spike_mismatch" in r:
+                extra += f"  spikes {r['spikes']} (neurons differing from psst: {r['spike_mismatch']})"
         note = f"  {r.get('note', '')}" if r.get("note") else ""
-        print(f"{r['bench']:14s} {r['variant']:14s} N={r['size']:>7d} {r['dtype']:8s} run {r['run_s']:8.4f} s  "
+        print(f"{r['bench']:14s} {r['variant']:22s} N={r['size']:>7d} {r['dtype']:8s} run {r['run_s']:8.4f} s  "
               f"compile {r['compile_s']:7.3f} s  max|diff| {r['max_abs_diff']:.2e}{extra}{note}")
 
 
 def main(argv: List[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m psst_helpers.bench", description=__doc__.split("\n\n")[0])
-    p.add_argument("suite", choices=["core"], help="which benchmark suite to run")
+    p.add_argument("suite", choices=["core", "matmul", "brian2", "appendix"],
+                   help="core: RK4 sin + HH; matmul: matrix products; brian2: HH against Brian2; "
+                        "appendix: matmul + core with the eager loop (the appendix chapter's figures)")
+    p.add_argument("--matmul-sizes", type=int, nargs="*", default=[8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096])
+    p.add_argument("--brian2-python", default=".venv-brian2/bin/python",
+                   help="a Python with Brian2 installed (make brian2-venv)")
     p.add_argument("--quick", action="store_true", help="tiny sizes, one repeat: checks, not timings")
     p.add_argument("--repeats", type=int, default=3, help="timed runs per variant (median reported)")
     p.add_argument("--hh-duration-ms", type=float, default=100.0, help="simulated time of the HH benchmark")
@@ -274,15 +393,24 @@ def main(argv: List[str] | None = None) -> int:
     a = p.parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     if a.quick:
-        a.repeats, a.hh_duration_ms, a.sin_sizes, a.hh_sizes = 1, 2.0, [1, 100], [50]
+        a.repeats, a.hh_duration_ms, a.sin_sizes, a.hh_sizes, a.matmul_sizes = 1, 2.0, [1, 100], [50], [8, 64]
     machine = machine_description()
     print("machine: " + "; ".join(f"{k} {v}" for k, v in machine.items()))
-    rows = bench_sin(a.sin_sizes, a.repeats)
-    print_table(rows)
-    hh = bench_hh(a.hh_sizes, a.hh_duration_ms, a.repeats)
-    print_table(hh)
-    out = a.out / "core.csv"
-    write_csv(out, rows + hh, machine)
+    rows: List[Dict[str, object]] = []
+    if a.suite in ("matmul", "appendix"):
+        rows += bench_matmul(a.matmul_sizes, a.repeats)
+        print_table(rows)
+    if a.suite in ("core", "appendix"):
+        sin = bench_sin(a.sin_sizes, a.repeats, eager=a.suite == "appendix")
+        print_table(sin)
+        hh = bench_hh(a.hh_sizes, a.hh_duration_ms, a.repeats)
+        print_table(hh)
+        rows += sin + hh
+    if a.suite == "brian2":
+        rows += bench_brian2(a.hh_sizes, a.hh_duration_ms, a.brian2_python, a.repeats)
+        print_table(rows)
+    out = a.out / f"{a.suite}.csv"
+    write_csv(out, rows, machine)
     print(f"wrote {out}")
     return 0
 
