@@ -83,7 +83,7 @@ def killed_worker(out):
         cluster.kill_worker(1)
 
     threading.Timer(4.0, kill).start()
-    jobs = np.linspace(0.0, 15.0, 12 * 10).reshape(12, 10)
+    jobs = np.linspace(0.0, 15.0, 60 * 10).reshape(60, 10)  # far more work than 4 s on any machine
     try:
         cluster.map(fi_job, jobs)
         res["raised"] = None
