@@ -125,18 +125,12 @@ class Cluster:
         """Tasks whose worker no longer serves."""
         return [k for k, a in enumerate(self.addresses) if not _reachable(a)]
 
-    def _on_worker_death(self) -> None:
-        """Hook: what to do with the other workers when one dies (LocalCluster stops them)."""
-
-    def _died(self, task: int, partial: Dict[int, Any], detail: str = "") -> WorkerDiedError:
-        self._on_worker_death()
+    def _died(self, task: int, partial: Dict[int, Any], detail: str = "", note: str = "") -> WorkerDiedError:
+        """The error for a dead worker (LocalCluster adds the process details and stops the others)."""
         return WorkerDiedError(
             f"worker task {task} ({self.addresses[task]}{detail}) stopped while the client was using it; "
-            f"{len(partial)} finished results are kept in .partial" + self._stop_note(),
+            f"{len(partial)} finished results are kept in .partial{note}",
             task=task, address=self.addresses[task], partial=partial)
-
-    def _stop_note(self) -> str:
-        return ""
 
     def map(self, fn: Callable[[Any], Any], items: Sequence[Any], *, progress: Optional[bool] = None,
             poll_s: float = 0.2, desc: str = "jobs") -> List[Any]:
@@ -411,17 +405,12 @@ class LocalCluster(Cluster):
     def dead_workers(self) -> List[int]:
         return [k for k, p in enumerate(self.procs) if p.poll() is not None]
 
-    def _on_worker_death(self) -> None:
-        self.stop()
-
-    def _stop_note(self) -> str:
-        return "; the other workers were stopped"
-
-    def _died(self, task: int, partial: Dict[int, Any], detail: str = "") -> WorkerDiedError:
+    def _died(self, task: int, partial: Dict[int, Any], detail: str = "", note: str = "") -> WorkerDiedError:
         p = self.procs[task]
         code = p.poll()
         how = f"killed by signal {-code}" if code is not None and code < 0 else f"exit code {code}"
-        return super()._died(task, partial, detail=f", pid {p.pid}, {how}")
+        self.stop()
+        return super()._died(task, partial, detail=f", pid {p.pid}, {how}", note="; the other workers were stopped")
 
 
 def _kill(procs: Sequence[subprocess.Popen]) -> None:

@@ -23,7 +23,7 @@ from .stimuli import Constant, LocustOdor, Pulses, Stimulus
 from .synapses import ACH, GABA_A, SynapseGroup
 
 __all__ = [
-    "Model", "simulate", "hh_network", "single_neuron", "hh_population", "three_neuron_network",
+    "Model", "simulate", "hh_network", "hh_derivatives", "single_neuron", "hh_population", "three_neuron_network",
     "locust_antennal_lobe", "LOCUST", "NEVER_FIRED",
 ]
 
@@ -111,16 +111,43 @@ def _check_groups(synapses: Sequence[SynapseGroup], n: int) -> None:
                              f"the network has {n}")
 
 
-def _synaptic(y: Dict[str, Any], synapses: Sequence[SynapseGroup], t: Any):
-    """Total synaptic current into each neuron and the open-fraction derivatives."""
+def _synaptic(y: Dict[str, Any], synapses: Sequence[SynapseGroup], t: Any, t_fire: str = "t_fire"):
+    """Total synaptic current into each neuron and the open-fraction derivatives.
+
+    ``t_fire`` names the state entry holding the presynaptic neurons' last spike times (a block of
+    a partitioned network keeps the whole network's in ``"t_fire_net"``).
+    """
     V = y["V"]
     I_syn = 0.0
     dsyn = {}
     for s in synapses:
         O = y["syn"][s.kind]
-        dsyn[s.kind] = s.derivative(O, V, y["t_fire"], t)
+        dsyn[s.kind] = s.derivative(O, V, y[t_fire], t)
         I_syn = I_syn + s.current(O, V)
     return I_syn, dsyn
+
+
+def hh_derivatives(synapses: Sequence[SynapseGroup], params: Dict[str, float] = nrn.HH, *,
+                   t_fire: str = "t_fire", held: Sequence[str] = ("I_ext", "t_fire", "spikes")) -> Callable:
+    """The derivative function of an HH network state (``V, m, h, n, I_ext, ...`` and ``syn``).
+
+    ``held`` names the entries that are not integrated (their derivative is None); ``t_fire`` the
+    entry with the presynaptic spike times (see :func:`_synaptic`).
+    """
+    C_m = params["C_m"]
+
+    def derivatives(y: Dict[str, Any], t: Any) -> Dict[str, Any]:
+        V, m, h, ng = y["V"], y["m"], y["h"], y["n"]
+        I_Na, I_K, I_L = nrn.hh_currents(V, m, h, ng, params)
+        dm, dh, dn = nrn.hh_gate_derivatives(V, m, h, ng)
+        I_syn, dsyn = _synaptic(y, synapses, t, t_fire)
+        out = {"V": (y["I_ext"] - I_Na - I_K - I_L - I_syn) / C_m, "m": dm, "h": dh, "n": dn,
+               **{k: None for k in held}}
+        if synapses:
+            out["syn"] = dsyn
+        return out
+
+    return derivatives
 
 
 def hh_network(
@@ -152,18 +179,7 @@ def hh_network(
     I0 = np.asarray(stimulus(0.0, V0), float)
     gates = {"m": np.zeros(n), "h": np.zeros(n), "n": np.zeros(n)}
     state = _network_state(V0, I0, gates, synapses)
-    C_m = params["C_m"]
-
-    def derivatives(y: Dict[str, Any], t: Any) -> Dict[str, Any]:
-        V, m, h, ng = y["V"], y["m"], y["h"], y["n"]
-        I_Na, I_K, I_L = nrn.hh_currents(V, m, h, ng, params)
-        dm, dh, dn = nrn.hh_gate_derivatives(V, m, h, ng)
-        I_syn, dsyn = _synaptic(y, synapses, t)
-        out = {"V": (y["I_ext"] - I_Na - I_K - I_L - I_syn) / C_m, "m": dm, "h": dh, "n": dn,
-               "I_ext": None, "t_fire": None, "spikes": None}
-        if synapses:
-            out["syn"] = dsyn
-        return out
+    derivatives = hh_derivatives(synapses, params)
 
     desc = {"model": name, "n_neurons": n, "membrane": dict(params), "stimulus": stimulus.describe(),
             "synapses": [s.describe() for s in synapses]}

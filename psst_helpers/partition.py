@@ -28,7 +28,7 @@ import numpy as np
 from . import neurons as nrn
 from .backend import ops_for
 from .events import network_hook
-from .networks import NEVER_FIRED, Model
+from .networks import NEVER_FIRED, Model, hh_derivatives
 from .synapses import SynapseGroup
 
 __all__ = ["Block", "split_network", "run_partitioned"]
@@ -52,26 +52,15 @@ def _block_model(n: int, lo: int, hi: int, I_ext: np.ndarray, ach: Optional[Syna
         # the whole network's last spike times as of the last exchange; own entries kept current
         "t_fire_net": np.full(n, NEVER_FIRED),
     }
-    group = None
+    groups = []
     if ach is not None:
         mine = (ach.post >= lo) & (ach.post < hi)
-        group = SynapseGroup("ach", pre=ach.pre[mine], post=ach.post[mine] - lo, n_neurons=n, n_post=nb,
-                             g=ach.g[lo:hi], E=ach.E[lo:hi], params=ach.params)
-        state["syn"] = {"ach": np.zeros(group.size)}
-    C_m = params["C_m"]
-
-    def derivatives(y: Dict[str, Any], t: Any) -> Dict[str, Any]:
-        V, m, h, ng = y["V"], y["m"], y["h"], y["n"]
-        I_Na, I_K, I_L = nrn.hh_currents(V, m, h, ng, params)
-        dm, dh, dn = nrn.hh_gate_derivatives(V, m, h, ng)
-        I_syn = 0.0
-        out = {"m": dm, "h": dh, "n": dn, "I_ext": None, "t_fire": None, "spikes": None, "t_fire_net": None}
-        if group is not None:
-            O = y["syn"]["ach"]
-            out["syn"] = {"ach": group.derivative(O, V, y["t_fire_net"], t)}
-            I_syn = group.current(O, V)
-        out["V"] = (y["I_ext"] - I_Na - I_K - I_L - I_syn) / C_m
-        return out
+        groups = [SynapseGroup("ach", pre=ach.pre[mine], post=ach.post[mine] - lo, n_neurons=n, n_post=nb,
+                               g=ach.g[lo:hi], E=ach.E[lo:hi], params=ach.params)]
+        state["syn"] = {"ach": np.zeros(groups[0].size)}
+    # the network's own kernel; presynaptic spike times come from the exchanged t_fire_net
+    derivatives = hh_derivatives(groups, params, t_fire="t_fire_net",
+                                 held=("I_ext", "t_fire", "spikes", "t_fire_net"))
 
     spikes = network_hook(None)
 
@@ -82,7 +71,7 @@ def _block_model(n: int, lo: int, hi: int, I_ext: np.ndarray, ach: Optional[Syna
         return out
 
     desc = {"model": "hh_network_block", "n_neurons": n, "block": [lo, hi],
-            "n_synapses": 0 if group is None else group.size}
+            "n_synapses": groups[0].size if groups else 0}
     return Model(f"block_{lo}_{hi}", state, derivatives, post_step, desc)
 
 
