@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
-__all__ = ["PSSTError", "InputDtypeError", "TimeGridError", "StateShapeError", "NonFiniteStateError"]
+__all__ = ["PSSTError", "InputDtypeError", "TimeGridError", "StateShapeError", "NonFiniteInputError", "NonFiniteStateError"]
 
 
 class PSSTError(Exception):
@@ -20,6 +20,10 @@ class TimeGridError(PSSTError, ValueError):
 
 class StateShapeError(PSSTError, ValueError):
     """The derivative function returned a structure, shape or dtype that does not match the state."""
+
+
+class NonFiniteInputError(PSSTError, ValueError):
+    """A start value, an injected current or a parameter is NaN or infinite (refused before any step)."""
 
 
 class NonFiniteStateError(PSSTError, FloatingPointError):
