@@ -38,6 +38,69 @@ def test_bench_appendix_quick(tmp_path):
     assert np.isfinite([float(r["run_s"]) for r in rows]).all()
 
 
+def test_every_suite_parses_and_its_quick_options_exist():
+    from psst_helpers.bench.cli import SUITES, build_parser
+
+    parser = build_parser()
+    assert {"core", "matmul", "appendix", "brian2"} <= set(SUITES)
+    for name, suite in SUITES.items():
+        args = parser.parse_args([name, "--quick"])
+        unknown = set(suite.quick) - set(vars(args))
+        assert not unknown, f"suite {name}: --quick sets options it does not have: {unknown}"
+
+
+def test_a_registered_suite_runs_from_the_command_line(tmp_path, capsys):
+    from psst_helpers.bench.cli import SUITES, main, register
+
+    def arguments(p):
+        p.add_argument("--sizes", type=int, nargs="*", default=[1000, 2000])
+
+    @register("extra", help="sizes as rows", arguments=arguments, quick={"sizes": [3]})
+    def run(args):
+        for n in args.sizes:
+            yield [{"bench": "extra", "variant": "v", "size": n, "dtype": "float64", "run_s": float(args.repeats),
+                    "compile_s": 0.0, "max_abs_diff": 0.0}]
+
+    try:
+        assert main(["extra", "--quick", "--out", str(tmp_path)]) == 0
+        assert main(["extra", "--sizes", "5", "7", "--repeats", "2", "--out", str(tmp_path / "full")]) == 0
+    finally:
+        SUITES.pop("extra")
+    quick = [r for r in csv.DictReader(ln for ln in (tmp_path / "extra.csv").read_text().splitlines()
+                                       if not ln.startswith("# "))]
+    assert [(r["size"], r["run_s"]) for r in quick] == [("3", "1.0")]
+    full = (tmp_path / "full" / "extra.csv").read_text()
+    assert [r["size"] for r in csv.DictReader(ln for ln in full.splitlines() if not ln.startswith("# "))] == ["5", "7"]
+    assert "N=      7" in capsys.readouterr().out
+
+
+def test_two_suites_cannot_share_a_name():
+    from psst_helpers.bench.cli import register
+
+    with pytest.raises(ValueError, match="two benchmark suites are registered as 'core'"):
+        register("core", help="again")(lambda args: iter(()))
+
+
+def test_stored_results_are_found_from_outside_the_checkout(tmp_path):
+    """What the appendix chapter reads must come with the package (Colab has no checkout)."""
+    code = ("import csv, psst_helpers.bench as b\n"
+            "p = b.stored_results('brian2_2cpu_epyc.csv')\n"
+            "rows = list(csv.DictReader(l for l in p.read_text().splitlines() if not l.startswith('#')))\n"
+            "print(p, len(rows), max(int(r['spike_mismatch']) for r in rows))\n")
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, env=env,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    where, n_rows, mismatch = proc.stdout.split()
+    assert Path(where).is_file() and Path(where).is_relative_to(root / "psst_helpers")
+    assert int(n_rows) >= 6 and int(mismatch) == 0
+    from psst_helpers.bench import stored_results
+
+    with pytest.raises(FileNotFoundError, match="brian2_2cpu_epyc.csv"):
+        stored_results("../../README.md")
+
+
 BRIAN2 = Path(__file__).resolve().parents[1] / ".venv-brian2" / "bin" / "python"
 
 

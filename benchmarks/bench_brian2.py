@@ -1,12 +1,13 @@
 """The book's HH population in Brian2, for the like-for-like comparison of the benchmark appendix.
 
-Run by ``python -m psst_helpers.bench brian2 --brian2-python PY``, which starts this file with
-``PY``, a Python that has Brian2 (Brian2 2.9 needs NumPy < 2.4, so it gets its own environment;
-``make brian2-venv`` makes one in ``.venv-brian2``). This file needs only Brian2 and NumPy::
+Run by ``python -m psst_helpers.bench brian2 --brian2-python PY`` (:mod:`psst_helpers.bench.brian2`),
+which starts this file with ``PY``, a Python that has Brian2 (Brian2 2.9 needs NumPy < 2.4, so it gets
+its own environment; ``make brian2-venv`` makes one in ``.venv-brian2``). This file needs only Brian2
+and NumPy, not psst_helpers, which is why it is a script of the repository and not part of the package::
 
-    .venv-brian2/bin/python psst_helpers/bench_brian2.py --sizes 1000 10000 100000 --out b2.json
+    .venv-brian2/bin/python benchmarks/bench_brian2.py --sizes 1000 10000 100000 --out b2.json
 
-Same model and protocol as ``python -m psst_helpers.bench``'s HH benchmark (models.md section 1):
+Same model and protocol as ``python -m psst_helpers.bench core``'s HH benchmark (models.md section 1):
 N neurons driven by I = linspace(0, 10, N) uA/cm^2, start V = -71 mV with gates 0, RK4 at dt
 0.01 ms for 100 ms, V recorded every 10 steps, spikes = upward crossings of 0 mV. The removable
 singularities of the rates use Brian2's ``exprel``. Prints and writes, per size and target, the

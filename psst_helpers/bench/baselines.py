@@ -1,0 +1,153 @@
+"""The original PSST tutorial's designs, kept as baselines that chapters and benchmarks compare against.
+
+- :func:`original_scan_rk4`: its integrator, a graph-mode ``tf.scan`` that stores every step;
+- :func:`original_design_run`: any :class:`psst_helpers.networks.Model` run that way (chapter 6);
+- :func:`original_hh_population`: its HH population with a flat state and naive rate formulas;
+- :func:`eager_rk4`: RK4 as a Python loop of eager TensorFlow operations (chapter 2's first attempt).
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+
+
+def original_scan_rk4(func: Callable, t: np.ndarray) -> Callable:
+    """The original tutorial's integrator design in TF2 graph mode: ``tf.scan`` keeping every step.
+
+    Parameters
+    ----------
+    func : callable
+        ``func(y, t) -> dy/dt`` on TensorFlow tensors.
+    t : numpy.ndarray
+        Time grid (same units as ``func`` expects, the book uses ms).
+
+    Returns
+    -------
+    callable
+        ``run(y0) -> tf.Tensor`` of shape ``[len(t), *y0.shape]`` (the state at every time).
+    """
+    import tensorflow as tf
+
+    t = tf.constant(t)
+    dt = t[1:] - t[:-1]
+
+    @tf.function
+    def run(y0):
+        def step(y, inp):
+            ti, h = inp
+            k1 = func(y, ti)
+            k2 = func(y + h * k1 / 2, ti + h / 2)
+            k3 = func(y + h * k2 / 2, ti + h / 2)
+            k4 = func(y + h * k3, ti + h)
+            return y + h / 6 * (k1 + 2 * k2 + 2 * k3 + k4)
+
+        ys = tf.scan(step, (t[:-1], dt), initializer=y0)
+        return tf.concat([y0[None], ys], axis=0)
+
+    return run
+
+
+def original_design_run(model, t: np.ndarray, dtype=np.float64) -> dict:
+    """A model run the way the original tutorial ran it: one graph-mode ``tf.scan`` over the time
+    grid (no XLA) that returns the *whole* state at every step. The baseline for chapter 6.
+
+    Parameters
+    ----------
+    model : psst_helpers.networks.Model
+        Anything with ``state(dtype)``, ``derivatives(state, t)`` and ``post_step`` (or ``None``).
+    t : numpy.ndarray
+        Time grid in ms.
+    dtype : numpy dtype
+        Floating-point type of the state and the grid.
+
+    Returns
+    -------
+    dict
+        The stacked state, arrays ``[len(t) - 1, ...]``, after the first step.
+    """
+    import tensorflow as tf
+
+    from .._tree import flatten, unflatten
+    from ..solvers.schemes import rk4_step
+
+    y0 = model.state(dtype)
+    leaves0, treedef = flatten(y0)
+    tt = tf.constant(np.asarray(t, dtype))
+    dts = tf.constant(np.diff(np.asarray(t, np.float64)).astype(dtype))
+
+    def f(lv, tm):
+        return flatten(model.derivatives(unflatten(treedef, lv), tm))[0]
+
+    @tf.function
+    def run(leaves):
+        def step(lv, inp):
+            t0, t1, h = inp
+            new = rk4_step(f, list(lv), t0, h)
+            if model.post_step is not None:
+                new = flatten(model.post_step(t0, unflatten(treedef, list(lv)), t1, unflatten(treedef, new)))[0]
+            return [tf.cast(x, tt.dtype) for x in new]
+
+        return tf.scan(step, (tt[:-1], tt[1:], dts), initializer=list(leaves))
+
+    out = run([tf.constant(x) for x in leaves0])
+    return unflatten(treedef, [x.numpy() for x in out])
+
+
+def eager_rk4(func: Callable, y0: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """RK4 as a Python loop of eager TensorFlow operations (chapter 2's first attempt): every
+    operation of every step is dispatched from Python.
+
+    Returns
+    -------
+    numpy.ndarray
+        The state at ``t[-1]``, shaped like ``y0``.
+    """
+    import tensorflow as tf
+
+    from ..solvers.schemes import rk4_step
+
+    y = [tf.constant(y0)]
+    f = lambda lv, tm: [func(lv[0], tm)]  # noqa: E731 - the scheme works on lists of leaves
+    for i in range(len(t) - 1):
+        y = rk4_step(f, y, tf.constant(t[i]), tf.constant(t[i + 1] - t[i]))
+    return y[0].numpy()
+
+
+def original_hh_population(I_inj: np.ndarray, dtype) -> Callable:
+    """The original tutorial's HH population: flat ``[V..., m..., h..., n...]`` state, naive rate formulas.
+
+    Parameters
+    ----------
+    I_inj : numpy.ndarray
+        Injected current of each neuron, uA/cm^2.
+    dtype : tf.DType
+        Floating-point type of the state.
+
+    Returns
+    -------
+    callable
+        ``f(X, t) -> dX/dt`` with V in mV and t in ms.
+    """
+    import tensorflow as tf
+
+    n = I_inj.size
+    I = tf.constant(I_inj, dtype=dtype)
+    phi = 3.0 ** ((22.0 - 36.0) / 10.0)
+
+    def f(X, t):
+        V, m, h, nn = X[:n], X[n:2 * n], X[2 * n:3 * n], X[3 * n:]
+        u = V + 50.0
+        a_n = 0.02 * (15.0 - u) / (tf.exp((15.0 - u) / 5.0) - 1.0)
+        b_n = 0.5 * tf.exp((10.0 - u) / 40.0)
+        a_m = 0.32 * (13.0 - u) / (tf.exp((13.0 - u) / 4.0) - 1.0)
+        b_m = 0.28 * (u - 40.0) / (tf.exp((u - 40.0) / 5.0) - 1.0)
+        a_h = 0.128 * tf.exp((17.0 - u) / 18.0)
+        b_h = 4.0 / (tf.exp((40.0 - u) / 5.0) + 1.0)
+        dV = I - 100.0 * m ** 3 * h * (V - 50.0) - 10.0 * nn ** 4 * (V + 95.0) - 0.15 * (V + 55.0)
+        dm = -(m - a_m / (a_m + b_m)) * (a_m + b_m) * phi
+        dh = -(h - a_h / (a_h + b_h)) * (a_h + b_h) * phi
+        dn = -(nn - a_n / (a_n + b_n)) * (a_n + b_n) * phi
+        return tf.concat([dV, dm, dh, dn], 0)
+
+    return f
