@@ -2,11 +2,16 @@
 
     python tools/execute_notebooks.py notebooks/ch01_numerical_integration.ipynb [...]
 
-TensorFlow's C++ log lines are silenced so that they never end up stored in the notebooks.
+The stored outputs are what readers see online, so they always come from the full run: ``PSST_QUICK``
+(the smaller sizes that ``make test`` asks for) is removed from the environment. TensorFlow's C++ log
+lines are silenced so that they never end up stored in the notebooks, and of each progress bar only
+its final state is kept (a terminal overwrites the earlier states with a carriage return; a stored
+notebook would otherwise keep every one of them).
 """
 from __future__ import annotations
 
 import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -14,17 +19,32 @@ from pathlib import Path
 import nbformat
 from nbclient import NotebookClient
 
+_OVERWRITTEN = re.compile(r"[^\n]*\r(?!\n)")   # text on a line before a carriage return: overwritten
+
+
+def final_text(text: str) -> str:
+    """What a terminal finally shows for ``text``: each line without the parts a carriage return overwrote."""
+    return _OVERWRITTEN.sub("", text)
+
 
 def execute(path: Path, timeout: int = 1800) -> float:
-    os.environ.update({"TF_CPP_MIN_LOG_LEVEL": "3", "TF_ENABLE_ONEDNN_OPTS": "0", "MPLBACKEND": "module://matplotlib_inline.backend_inline"})
-    os.environ.pop("PSST_FAST", None)  # stored outputs are the full run
+    """Run ``path`` in a fresh ``python3`` kernel from its own folder and write it back with outputs; seconds."""
+    os.environ.update({"TF_CPP_MIN_LOG_LEVEL": "3", "TF_ENABLE_ONEDNN_OPTS": "0",
+                       "MPLBACKEND": "module://matplotlib_inline.backend_inline"})
+    os.environ.pop("PSST_QUICK", None)   # stored outputs are the full run
     nb = nbformat.read(path, as_version=4)
     start = time.perf_counter()
     NotebookClient(nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}).execute()
+    for cell in nb.cells:
+        for out in cell.get("outputs", []):
+            if out.output_type == "stream":
+                out.text = final_text(out.text)
     nbformat.write(nb, path)
     return time.perf_counter() - start
 
 
 if __name__ == "__main__":
+    if len(sys.argv) < 2:
+        sys.exit(__doc__)
     for arg in sys.argv[1:]:
         print(f"{arg}: executed in {execute(Path(arg)):.1f} s", flush=True)
