@@ -10,7 +10,12 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["ops_for", "NumpyOps", "TFOps"]
+__all__ = ["ops_for", "NumpyOps", "TFOps", "INDEX_TOLERANCE"]
+
+#: ``index_of_time`` takes ``floor((t - t0)/dt)``: the step that contains t (models.md section 2).
+#: A time that float rounding puts a hair below a grid point, (t - t0)/dt = k - 1e-12, still
+#: belongs to step k: the floor is taken of (t - t0)/dt + INDEX_TOLERANCE.
+INDEX_TOLERANCE = 1e-9
 
 
 class NumpyOps:
@@ -41,8 +46,12 @@ class NumpyOps:
         return out
 
     @staticmethod
+    def matvec(M: np.ndarray, x: np.ndarray) -> np.ndarray:
+        return M @ x
+
+    @staticmethod
     def index_of_time(t: Any, t0: float, dt: float, n: int) -> Any:
-        return int(min(max(np.rint((float(t) - t0) / dt), 0), n - 1))
+        return int(min(max(np.floor((float(t) - t0) / dt + INDEX_TOLERANCE), 0), n - 1))
 
 
 class TFOps:
@@ -70,9 +79,12 @@ class TFOps:
     def segment_sum(self, data, ids, n: int):
         return self.tf.math.unsorted_segment_sum(data, ids, n)
 
+    def matvec(self, M, x):
+        return self.tf.linalg.matvec(M, x)
+
     def index_of_time(self, t, t0: float, dt: float, n: int):
         tf = self.tf
-        i = tf.cast(tf.round((tf.cast(t, tf.float64) - t0) / dt), tf.int32)
+        i = tf.cast(tf.floor((tf.cast(t, tf.float64) - t0) / dt + INDEX_TOLERANCE), tf.int32)
         return tf.clip_by_value(i, 0, n - 1)
 
 

@@ -25,8 +25,9 @@ def network_hook(stimulus: Optional[Stimulus], threshold: float = THRESHOLD_MV) 
     """The post-step hook of the book's network models.
 
     After each step it (1) records spikes: where V crossed ``threshold`` upward, ``t_fire`` is set
-    to the step's *start* time ``t0`` and ``spikes`` (a per-neuron counter) grows by one — the rule
-    of models.md section 2; (2) sets ``I_ext`` to the stimulus at ``t1``, the next step's start, so
+    to the step's *start* time ``t0`` (float64 in the book's models, see
+    :data:`psst_helpers.networks.TIME_ENTRIES`) and ``spikes`` (a per-neuron counter) grows by one —
+    the rule of models.md section 2; (2) sets ``I_ext`` to the stimulus at ``t1``, the next step's start, so
     that every RK stage of a step sees the input of the step's start.
     """
 
@@ -37,7 +38,9 @@ def network_hook(stimulus: Optional[Stimulus], threshold: float = THRESHOLD_MV) 
         out["t_fire"] = xp.where(fired, t0 + 0.0 * y1["t_fire"], y1["t_fire"])
         out["spikes"] = y1["spikes"] + xp.cast(fired, y1["spikes"])
         if stimulus is not None and stimulus.time_varying:
-            out["I_ext"] = stimulus(t1, y1["V"])
+            # the stimulus's amplitudes come from the state (inputs of the compiled loop) when it has them
+            inputs = y1["par"].get("stim") if "par" in y1 else None
+            out["I_ext"] = stimulus(t1, y1["V"], inputs)
         return out
 
     return hook

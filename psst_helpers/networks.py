@@ -10,25 +10,30 @@ fraction per synapse and kind) when there are synapses.
 """
 from __future__ import annotations
 
+from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, Optional, Sequence
+from typing import Any, Callable, Dict, Hashable, Optional, Sequence, Tuple
 
 import numpy as np
 
 from . import neurons as nrn
-from ._tree import tree_map
+from ._tree import flatten, tree_map, unflatten
 from .backend import ops_for
 from .events import network_hook
 from .stimuli import Constant, LocustOdor, Pulses, Stimulus
-from .synapses import ACH, GABA_A, SynapseGroup
+from .synapses import ACH, GABA_A, SynapseGroup, check_connectivity
 
 __all__ = [
     "Model", "simulate", "hh_network", "hh_derivatives", "single_neuron", "hh_population", "three_neuron_network",
-    "locust_antennal_lobe", "LOCUST", "NEVER_FIRED",
+    "locust_antennal_lobe", "locust_derivatives", "network_inputs", "LOCUST", "NEVER_FIRED", "TIME_ENTRIES",
 ]
 
 #: ``t_fire`` of a neuron that has not fired yet: far enough in the past that no synapse is active.
 NEVER_FIRED = -1.0e9
+#: State entries that hold times (ms): kept in float64 whatever the state's dtype, because float32's
+#: spacing (0.0156 ms at t = 2e5 ms) is as coarse as the step and the 0.3 ms transmitter pulse.
+TIME_ENTRIES = ("t_fire", "t_fire_net")
+_SUPPORTED = (np.dtype(np.float32), np.dtype(np.float64))
 
 
 @dataclass
@@ -39,10 +44,19 @@ class Model:
     ----------
     name : str
     initial_state : dict of NumPy arrays (float64)
+        The start state. Besides the variables it holds the parameters that a sweep changes
+        (``"par"``: conductances, reversal potentials, stimulus amplitudes) and the step-held input
+        ``I_ext``: they are inputs of the compiled loop, so a model that differs only in them
+        reuses the compiled code (see :func:`simulate`).
     derivatives : callable ``f(y, t)``, NumPy or TensorFlow
     post_step : callable ``hook(t0, y0, t1, y1)`` or None
     params : dict, JSON-serialisable description (for run metadata)
     arrays : dict of NumPy arrays that define the model beyond ``params`` (connectivity, targets)
+    key : hashable or None
+        The model's *structure*: everything its functions bake in as constants (sizes,
+        connectivity, kinetics, stimulus timing). Two models with the same key differ only in
+        their start state, so :func:`simulate` runs both with one compiled loop. ``None``: no
+        sharing between model objects.
     """
 
     name: str
@@ -51,10 +65,53 @@ class Model:
     post_step: Optional[Callable[..., Any]] = None
     params: Dict[str, Any] = field(default_factory=dict)
     arrays: Dict[str, np.ndarray] = field(default_factory=dict)
+    key: Optional[Hashable] = None
 
     def state(self, dtype: Any = np.float64) -> Dict[str, Any]:
-        """A copy of the start state in ``dtype`` (float32 or float64)."""
-        return tree_map(lambda x: np.array(x, dtype=dtype), self.initial_state)
+        """A copy of the start state in ``dtype`` (float32 or float64); times stay float64."""
+        return cast_state(self.initial_state, dtype)
+
+
+def cast_state(y: Dict[str, Any], dtype: Any) -> Dict[str, Any]:
+    """``y`` with every entry in ``dtype`` except the time entries (:data:`TIME_ENTRIES`, float64)."""
+    dtype = np.dtype(dtype)
+    if dtype not in _SUPPORTED:
+        raise TypeError(f"dtype must be float32 or float64, got {dtype} (float16 cannot hold a membrane state "
+                        "or a spike time: about 3 significant digits, largest value 65504)")
+    out = tree_map(lambda x: np.array(x, dtype=dtype), y)
+    if isinstance(out, dict):
+        for k in TIME_ENTRIES:
+            if k in out:
+                out[k] = np.array(y[k], dtype=np.float64)
+    return out
+
+
+#: simulate()'s compiled integrators, by model structure and options (least recently used dropped).
+_INTEGRATORS: "OrderedDict[Hashable, Any]" = OrderedDict()
+_MAX_INTEGRATORS = 16
+
+
+def _integrator_for(model: Model, method: str, record: Any, every: int, xla: bool):
+    from .solvers.tf_solver import Integrator
+
+    rec = tuple(record) if isinstance(record, (list, tuple)) else record
+    options = (method, rec, every, xla)
+    if model.key is None:  # no structure key: share only with calls on this very object
+        cache = model.__dict__.setdefault("_integrators", {})
+        if options not in cache:
+            cache[options] = Integrator(model.derivatives, method=method, record=record, every=every,
+                                        post_step=model.post_step, xla=xla)
+        return cache[options]
+    key = (model.key, options)
+    if key in _INTEGRATORS:
+        _INTEGRATORS.move_to_end(key)
+        return _INTEGRATORS[key]
+    integ = Integrator(model.derivatives, method=method, record=record, every=every,
+                       post_step=model.post_step, xla=xla)
+    _INTEGRATORS[key] = integ
+    while len(_INTEGRATORS) > _MAX_INTEGRATORS:
+        _INTEGRATORS.popitem(last=False)
+    return integ
 
 
 def simulate(
@@ -75,29 +132,49 @@ def simulate(
     ``backend="numpy"`` uses :func:`psst_helpers.odeint_np`, ``"tensorflow"`` the compiled
     :func:`psst_helpers.odeint`. Results are time-major (``[len(t[::every]), ...]``); the
     TensorFlow backend's are converted to NumPy arrays.
+
+    The TensorFlow backend compiles once per model structure (:attr:`Model.key`), dtype, grid
+    length and options, and keeps the compiled loop for the next call: a second run of the same
+    model, or of a model that differs only in its inputs (injected currents, conductances,
+    stimulus amplitudes, start state), costs no compilation. ``y0`` replaces the model's start
+    state (same structure; cast to ``dtype``, times kept in float64).
     """
-    start = model.state(dtype) if y0 is None else tree_map(lambda x: np.asarray(x, dtype=dtype), y0)
-    kwargs = dict(method=method, record=record, every=every, post_step=model.post_step, return_final=return_final)
+    start = model.state(dtype) if y0 is None else cast_state(y0, dtype)
     if backend == "numpy":
         from .solvers import odeint_np
 
-        return odeint_np(model.derivatives, start, t, **kwargs)
+        return odeint_np(model.derivatives, start, t, method=method, record=record, every=every,
+                         post_step=model.post_step, return_final=return_final)
     if backend not in ("tensorflow", "tf"):
         raise ValueError(f"backend must be 'numpy' or 'tensorflow', got {backend!r}")
-    from .solvers.tf_solver import odeint
-
-    out = odeint(model.derivatives, start, t, xla=xla, **kwargs)
+    integ = _integrator_for(model, method, record, every, xla)
+    out = integ(start, t, return_final=return_final)
     return tree_map(lambda x: x.numpy(), out)
 
 
 # --- all-Hodgkin-Huxley networks (chapters 3 and 4) ------------------------------------------------
 
-def _network_state(V0: np.ndarray, I0: np.ndarray, extra: Dict[str, Any], synapses: Sequence[SynapseGroup]):
+def network_inputs(synapses: Sequence[SynapseGroup], stimulus: Optional[Stimulus] = None,
+                   **extra: Any) -> Dict[str, Any]:
+    """The ``"par"`` entry of a network state: per-postsynaptic g and E of each synapse group, the
+    stimulus amplitudes (``"stim"``), and any ``extra`` parameter arrays (e.g. ``membrane``)."""
+    par: Dict[str, Any] = {k: tree_map(lambda x: np.asarray(x, float), v) for k, v in extra.items()}
+    if synapses:
+        par["syn"] = {s.kind: {"g": s.g.copy(), "E": s.E.copy()} for s in synapses}
+    stim = stimulus.inputs() if stimulus is not None else {}
+    if stim:
+        par["stim"] = stim
+    return par
+
+
+def _network_state(V0: np.ndarray, I0: np.ndarray, extra: Dict[str, Any], synapses: Sequence[SynapseGroup],
+                   par: Dict[str, Any]):
     n = V0.size
     state = {"V": V0.astype(float), "I_ext": I0.astype(float), "t_fire": np.full(n, NEVER_FIRED),
              "spikes": np.zeros(n), **extra}
     if synapses:
-        state["syn"] = {s.kind: np.zeros(s.size) for s in synapses}
+        state["syn"] = {s.kind: s.initial_state() for s in synapses}
+    state["par"] = par
     return state
 
 
@@ -106,16 +183,25 @@ def _check_groups(synapses: Sequence[SynapseGroup], n: int) -> None:
     if len(set(kinds)) != len(kinds):
         raise ValueError(f"give at most one SynapseGroup per kind, got {kinds}")
     for s in synapses:
+        if not isinstance(s, SynapseGroup):
+            raise TypeError(f"synapses must be SynapseGroup objects, got {type(s).__name__}")
         if s.n_neurons != n or s.n_post != n:
             raise ValueError(f"a {s.kind} SynapseGroup is built for {s.n_neurons} -> {s.n_post} neurons, "
                              f"the network has {n}")
+
+
+def _nones(tree: Any) -> Any:
+    """The structure of ``tree`` with every leaf None (the derivative of entries that are held)."""
+    leaves, d = flatten(tree)
+    return unflatten(d, [None] * len(leaves))
 
 
 def _synaptic(y: Dict[str, Any], synapses: Sequence[SynapseGroup], t: Any, t_fire: str = "t_fire"):
     """Total synaptic current into each neuron and the open-fraction derivatives.
 
     ``t_fire`` names the state entry holding the presynaptic neurons' last spike times (a block of
-    a partitioned network keeps the whole network's in ``"t_fire_net"``).
+    a partitioned network keeps the whole network's in ``"t_fire_net"``); g and E come from the
+    state's ``par["syn"]``.
     """
     V = y["V"]
     I_syn = 0.0
@@ -123,31 +209,44 @@ def _synaptic(y: Dict[str, Any], synapses: Sequence[SynapseGroup], t: Any, t_fir
     for s in synapses:
         O = y["syn"][s.kind]
         dsyn[s.kind] = s.derivative(O, V, y[t_fire], t)
-        I_syn = I_syn + s.current(O, V)
+        gE = y["par"]["syn"][s.kind]
+        I_syn = I_syn + s.current(O, V, gE["g"], gE["E"])
     return I_syn, dsyn
 
 
 def hh_derivatives(synapses: Sequence[SynapseGroup], params: Dict[str, float] = nrn.HH, *,
                    t_fire: str = "t_fire", held: Sequence[str] = ("I_ext", "t_fire", "spikes")) -> Callable:
-    """The derivative function of an HH network state (``V, m, h, n, I_ext, ...`` and ``syn``).
+    """The derivative function of an HH network state (``V, m, h, n, I_ext, ...``, ``syn``, ``par``).
 
-    ``held`` names the entries that are not integrated (their derivative is None); ``t_fire`` the
-    entry with the presynaptic spike times (see :func:`_synaptic`).
+    The membrane parameters are read from ``y["par"]["membrane"]`` when the state has them (the
+    network builders put them there, so they are inputs of the compiled loop), else from
+    ``params``. ``held`` names the entries that are not integrated (their derivative is None);
+    ``t_fire`` the entry with the presynaptic spike times (see :func:`_synaptic`).
     """
-    C_m = params["C_m"]
 
     def derivatives(y: Dict[str, Any], t: Any) -> Dict[str, Any]:
+        p = y["par"].get("membrane", params) if "par" in y else params
         V, m, h, ng = y["V"], y["m"], y["h"], y["n"]
-        I_Na, I_K, I_L = nrn.hh_currents(V, m, h, ng, params)
+        I_Na, I_K, I_L = nrn.hh_currents(V, m, h, ng, p)
         dm, dh, dn = nrn.hh_gate_derivatives(V, m, h, ng)
-        I_syn, dsyn = _synaptic(y, synapses, t, t_fire)
-        out = {"V": (y["I_ext"] - I_Na - I_K - I_L - I_syn) / C_m, "m": dm, "h": dh, "n": dn,
-               **{k: None for k in held}}
+        I_ion = I_Na + I_K + I_L
+        if synapses:
+            I_syn, dsyn = _synaptic(y, synapses, t, t_fire)
+            I_ion = I_ion + I_syn
+        out = {"V": (y["I_ext"] - I_ion) / p["C_m"], "m": dm, "h": dh, "n": dn, **{k: None for k in held}}
         if synapses:
             out["syn"] = dsyn
+        if "par" in y:
+            out["par"] = _nones(y["par"])
         return out
 
     return derivatives
+
+
+def _check_count(name: str, n: Any) -> int:
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+        raise ValueError(f"{name} must be a positive whole number of neurons, got {n!r}")
+    return int(n)
 
 
 def hh_network(
@@ -171,21 +270,30 @@ def hh_network(
         At most one group per kind ("ach", "gaba").
     V0 : float or array
         Start voltage (mV); gates start at 0.
+    params : dict
+        Membrane parameters (:data:`psst_helpers.neurons.HH`); kept in the state's ``par`` so a
+        sweep over them compiles once.
     """
+    n = _check_count("n", n)
     if stimulus.n != n:
         raise ValueError(f"the stimulus drives {stimulus.n} neurons, the network has {n}")
     _check_groups(synapses, n)
-    V0 = np.broadcast_to(np.asarray(V0, float), (n,)).copy()
+    membrane = nrn.check_params(params, nrn.HH, "HH membrane")
+    V0 = np.asarray(V0, float)
+    if V0.ndim and V0.size != n:
+        raise ValueError(f"V0 must be a number or one value per neuron ({n}), got shape {V0.shape}")
+    V0 = np.broadcast_to(V0, (n,)).copy()
     I0 = np.asarray(stimulus(0.0, V0), float)
     gates = {"m": np.zeros(n), "h": np.zeros(n), "n": np.zeros(n)}
-    state = _network_state(V0, I0, gates, synapses)
-    derivatives = hh_derivatives(synapses, params)
+    state = _network_state(V0, I0, gates, synapses, network_inputs(synapses, stimulus, membrane=membrane))
+    derivatives = hh_derivatives(synapses, membrane)
 
-    desc = {"model": name, "n_neurons": n, "membrane": dict(params), "stimulus": stimulus.describe(),
+    desc = {"model": name, "n_neurons": n, "membrane": dict(membrane), "stimulus": stimulus.describe(),
             "synapses": [s.describe() for s in synapses]}
     arrays = {f"{s.kind}_pre": s.pre for s in synapses}
     arrays.update({f"{s.kind}_post": s.post for s in synapses})
-    return Model(name, state, derivatives, network_hook(stimulus), desc, arrays)
+    key = ("hh_network", n, stimulus.structure_key(), tuple(s.structure_key() for s in synapses))
+    return Model(name, state, derivatives, network_hook(stimulus), desc, arrays, key)
 
 
 def single_neuron(I_inj: float = 5.0) -> Model:
@@ -232,6 +340,7 @@ def locust_antennal_lobe(
     p_connect: float = 0.5,
     noise: float = 0.01,
     g_KL_jitter: float = 0.0,
+    storage: str = "pre",
 ) -> Model:
     """The locust antennal lobe after Bazhenov et al. (2001): 90 PNs and 30 LNs (models.md section 4).
 
@@ -246,9 +355,18 @@ def locust_antennal_lobe(
     above; the K leak sets how excitable a cell is, so this is the chapter 6 exercise's
     "variability in neuron parameters". With 0 (the default) nothing extra is drawn.
 
+    ``storage`` chooses the synapses' state (:class:`psst_helpers.synapses.SynapseGroup`): one open
+    fraction per presynaptic neuron (``"pre"``, exact and fastest) or per synapse (``"synapse"``).
+
     State: ``V`` (all neurons, PNs first), ``pn`` = {m, h, n, mA, hA}, ``ln`` = {n, mCa, hCa, mKCa,
-    Ca}, ``syn`` = {ach, gaba}, plus ``I_ext``, ``t_fire``, ``spikes``.
+    Ca}, ``syn`` = {ach, gaba}, plus ``I_ext``, ``t_fire``, ``spikes`` and the inputs ``par``
+    (see :func:`locust_derivatives`). The derivative is :func:`locust_derivatives`.
     """
+    n_pn, n_ln = int(n_pn), int(n_ln)
+    if n_pn < 0 or n_ln < 0 or n_pn + n_ln < 1:
+        raise ValueError(f"n_pn and n_ln must be non-negative whole numbers with at least one neuron, got {n_pn}, {n_ln}")
+    if not 0.0 <= p_connect <= 1.0:
+        raise ValueError(f"p_connect is a probability in [0, 1], got {p_connect}")
     N = n_pn + n_ln
     explicit = {"C_ach": C_ach is not None, "C_gaba": C_gaba is not None, "stimulated": stimulated is not None,
                 "initial_state": initial_state is not None}
@@ -262,69 +380,81 @@ def locust_antennal_lobe(
         C_gaba = np.zeros((N, N), dtype=np.int8)
         C_gaba[:, n_pn:] = draw_gaba[:, n_pn:]  # LN -> every neuron
         np.fill_diagonal(C_gaba, 0)
-    C_ach, C_gaba = np.asarray(C_ach, np.int8), np.asarray(C_gaba, np.int8)
+    C_ach, C_gaba = check_connectivity("ach", C_ach), check_connectivity("gaba", C_gaba)
     for name, C in (("C_ach", C_ach), ("C_gaba", C_gaba)):
         if C.shape != (N, N):
             raise ValueError(f"{name} must have shape ({N}, {N}) [post, pre], got {C.shape}")
     drawn_targets = np.sort(rng.choice(N, size=int(0.33 * N), replace=False))
-    stimulated = drawn_targets if stimulated is None else np.sort(np.asarray(stimulated, dtype=np.int64))
     if stimulus is None:
-        stimulus = LocustOdor(N, stimulated)
+        stimulus = LocustOdor(N, drawn_targets if stimulated is None else stimulated)
+        stimulated = stimulus.targets
+    else:
+        if stimulus.n != N:
+            raise ValueError(f"the stimulus drives {stimulus.n} neurons, the network has {N}")
+        stimulated = drawn_targets if stimulated is None else np.sort(np.asarray(stimulated, dtype=np.int64))
 
     g_ach = np.where(np.arange(N) < n_pn, 0.35, 0.3)  # 0.35 onto PNs is unused: no ACh synapse targets a PN
-    ach = SynapseGroup.from_matrix("ach", C_ach, g=g_ach, E=ACH["E"])
-    gaba = SynapseGroup.from_matrix("gaba", C_gaba, g=GABA_A["g"], E=GABA_A["E"])
+    ach = SynapseGroup.from_matrix("ach", C_ach, g=g_ach, E=ACH["E"], storage=storage)
+    gaba = SynapseGroup.from_matrix("gaba", C_gaba, g=GABA_A["g"], E=GABA_A["E"], storage=storage)
     synapses = (ach, gaba)
 
+    P, L = LOCUST["PN"], LOCUST["LN"]
+    Ca0 = nrn.CALCIUM["Ca0"]
+    V = np.full(N, -70.0)
+    Ca = np.full(n_ln, Ca0)
     if initial_state is None:
-        Ca0 = nrn.CALCIUM["Ca0"]
-        V = np.full(N, -70.0)
-        Ca = np.full(n_ln, Ca0)
         V = V * (1.0 + noise * rng.standard_normal(N))
         Ca = Ca * (1.0 + noise * rng.standard_normal(n_ln))
-        z_pn, z_ln = np.zeros(n_pn), np.zeros(n_ln)
-        extra = {"pn": {"m": z_pn, "h": z_pn.copy(), "n": z_pn.copy(), "mA": z_pn.copy(), "hA": z_pn.copy()},
-                 "ln": {"n": z_ln, "mCa": z_ln.copy(), "hCa": z_ln.copy(), "mKCa": z_ln.copy(), "Ca": Ca}}
-        state = _network_state(V, np.asarray(stimulus(0.0, V), float), extra, synapses)
-    else:
-        state = tree_map(lambda x: np.array(x, dtype=float), initial_state)
-
-    P, L = LOCUST["PN"], LOCUST["LN"]
     g_KL = np.concatenate([np.full(n_pn, P["g_KL"]), np.full(n_ln, L["g_KL"])])
     if g_KL_jitter > 0:
         g_KL = np.clip(g_KL * (1.0 + g_KL_jitter * rng.standard_normal(N)), 0.0, None)
-    g_KL_pn, g_KL_ln = g_KL[:n_pn], g_KL[n_pn:]
+    membrane = {"PN": nrn.check_params({}, P, "PN"), "LN": nrn.check_params({}, L, "LN")}
+    par = network_inputs(synapses, stimulus, membrane=membrane, g_KL=g_KL)
+
+    if initial_state is None:
+        z_pn, z_ln = np.zeros(n_pn), np.zeros(n_ln)
+        extra = {"pn": {"m": z_pn, "h": z_pn.copy(), "n": z_pn.copy(), "mA": z_pn.copy(), "hA": z_pn.copy()},
+                 "ln": {"n": z_ln, "mCa": z_ln.copy(), "hCa": z_ln.copy(), "mKCa": z_ln.copy(), "Ca": Ca}}
+        state = _network_state(V, np.asarray(stimulus(0.0, V), float), extra, synapses, par)
+    else:
+        state = tree_map(lambda x: np.array(x, dtype=float), initial_state)
+        state.setdefault("par", par)
+        for s_ in synapses:
+            got = np.shape(state.get("syn", {}).get(s_.kind, ()))
+            if got != (s_.state_size,):
+                raise ValueError(
+                    f"initial_state['syn'][{s_.kind!r}] has shape {got}, but this network's {s_.kind} synapses "
+                    f"keep {s_.state_size} open fractions (storage={storage!r}); build the state with the same storage")
+
+    derivatives = locust_derivatives(synapses, n_pn=n_pn, n_ln=n_ln)
+    desc = {"model": "locust_antennal_lobe", "seed": seed, "n_pn": n_pn, "n_ln": n_ln, "p_connect": p_connect,
+            "noise": noise, "g_KL_jitter": g_KL_jitter, "membrane": LOCUST, "stimulus": stimulus.describe(),
+            "synapses": [s_.describe() for s_ in synapses], "explicit": explicit}
+    arrays = {"C_ach": C_ach, "C_gaba": C_gaba, "stimulated": np.asarray(stimulated), "g_KL": g_KL}
+    key = ("locust_antennal_lobe", n_pn, n_ln, stimulus.structure_key(), tuple(s_.structure_key() for s_ in synapses))
+    return Model("locust_antennal_lobe", state, derivatives, network_hook(stimulus), desc, arrays, key)
+
+
+def locust_derivatives(synapses: Sequence[SynapseGroup], *, n_pn: int, n_ln: int) -> Callable:
+    """The derivative function of the locust antennal lobe (chapter 6, models.md section 4).
+
+    PNs are neurons ``0 .. n_pn-1``, LNs the ``n_ln`` after them. The state holds ``V`` (all
+    neurons), ``pn`` and ``ln`` (their gates, :func:`psst_helpers.neurons.pn_membrane` and
+    :func:`~psst_helpers.neurons.ln_membrane`), ``syn`` (one open fraction per presynaptic neuron
+    and kind, or per synapse), the held ``I_ext``, ``t_fire``, ``spikes``, and ``par`` with the
+    membrane parameters (``PN``, ``LN``), every neuron's K-leak conductance ``g_KL`` and the
+    synaptic g and E. C_m = 1 uF/cm^2.
+    """
 
     def derivatives(y: Dict[str, Any], t: Any) -> Dict[str, Any]:
         xp = ops_for(y["V"])
-        V = y["V"]
-        Vp, Vl = V[:n_pn], V[n_pn:]
-        pn, ln = y["pn"], y["ln"]
-        # projection neurons: Na, K (HH kinetics), transient K (A), K leak, leak
-        I_Na, I_K, I_L = nrn.hh_currents(Vp, pn["m"], pn["h"], pn["n"], P)
-        mA2 = pn["mA"] * pn["mA"]
-        I_A = P["g_A"] * mA2 * mA2 * pn["hA"] * (Vp - P["E_A"])
-        I_pn = I_Na + I_K + I_L + I_A + xp.const(g_KL_pn, V) * (Vp - P["E_KL"])
-        dm, dh, dn = nrn.hh_gate_derivatives(Vp, pn["m"], pn["h"], pn["n"])
-        dmA, dhA = nrn.transient_k(Vp, pn["mA"], pn["hA"])
-        # local interneurons: Ca, K (HH kinetics), Ca-dependent K, K leak, leak
-        I_Ca = L["g_Ca"] * ln["mCa"] * ln["mCa"] * ln["hCa"] * (Vl - L["E_Ca"])
-        n2 = ln["n"] * ln["n"]
-        I_Kl = L["g_K"] * n2 * n2 * (Vl - L["E_K"])
-        I_KCa = L["g_KCa"] * ln["mKCa"] * (Vl - L["E_KCa"])
-        I_ln = I_Ca + I_Kl + I_KCa + L["g_L"] * (Vl - L["E_L"]) + xp.const(g_KL_ln, V) * (Vl - L["E_KL"])
-        dnl = nrn.hh_n_derivative(Vl, ln["n"])
-        dmCa, dhCa = nrn.calcium_gates(Vl, ln["mCa"], ln["hCa"])
-        dmKCa = nrn.kca_gate(ln["Ca"], ln["mKCa"])
-        dCa = nrn.calcium_derivative(ln["Ca"], I_Ca)
+        V, par = y["V"], y["par"]
+        g_KL = par["g_KL"]
+        I_pn, d_pn = nrn.pn_membrane(V[:n_pn], y["pn"], par["membrane"]["PN"], g_KL[:n_pn])
+        I_ln, d_ln = nrn.ln_membrane(V[n_pn:], y["ln"], par["membrane"]["LN"], g_KL[n_pn:])
         I_syn, dsyn = _synaptic(y, synapses, t)
         dV = y["I_ext"] - xp.concat([I_pn, I_ln], 0) - I_syn  # C_m = 1
-        return {"V": dV, "pn": {"m": dm, "h": dh, "n": dn, "mA": dmA, "hA": dhA},
-                "ln": {"n": dnl, "mCa": dmCa, "hCa": dhCa, "mKCa": dmKCa, "Ca": dCa},
-                "syn": dsyn, "I_ext": None, "t_fire": None, "spikes": None}
+        return {"V": dV, "pn": d_pn, "ln": d_ln, "syn": dsyn, "I_ext": None, "t_fire": None, "spikes": None,
+                "par": _nones(par)}
 
-    desc = {"model": "locust_antennal_lobe", "seed": seed, "n_pn": n_pn, "n_ln": n_ln, "p_connect": p_connect,
-            "noise": noise, "g_KL_jitter": g_KL_jitter, "membrane": LOCUST, "stimulus": stimulus.describe(),
-            "synapses": [s.describe() for s in synapses], "explicit": explicit}
-    arrays = {"C_ach": C_ach, "C_gaba": C_gaba, "stimulated": stimulated, "g_KL": g_KL}
-    return Model("locust_antennal_lobe", state, derivatives, network_hook(stimulus), desc, arrays)
+    return derivatives

@@ -28,7 +28,7 @@ import numpy as np
 from . import neurons as nrn
 from .backend import ops_for
 from .events import network_hook
-from .networks import NEVER_FIRED, Model, hh_derivatives
+from .networks import NEVER_FIRED, Model, hh_derivatives, network_inputs
 from .synapses import SynapseGroup
 
 __all__ = ["Block", "split_network", "run_partitioned"]
@@ -56,8 +56,10 @@ def _block_model(n: int, lo: int, hi: int, I_ext: np.ndarray, ach: Optional[Syna
     if ach is not None:
         mine = (ach.post >= lo) & (ach.post < hi)
         groups = [SynapseGroup("ach", pre=ach.pre[mine], post=ach.post[mine] - lo, n_neurons=n, n_post=nb,
-                               g=ach.g[lo:hi], E=ach.E[lo:hi], params=ach.params)]
-        state["syn"] = {"ach": np.zeros(groups[0].size)}
+                               g=ach.g[lo:hi], E=ach.E[lo:hi], params=ach.params, storage=ach.storage,
+                               product=ach.product)]
+        state["syn"] = {"ach": groups[0].initial_state()}
+    state["par"] = network_inputs(groups, None, membrane=nrn.check_params(params, nrn.HH, "HH membrane"))
     # the network's own kernel; presynaptic spike times come from the exchanged t_fire_net
     derivatives = hh_derivatives(groups, params, t_fire="t_fire_net",
                                  held=("I_ext", "t_fire", "spikes", "t_fire_net"))

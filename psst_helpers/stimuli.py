@@ -8,26 +8,58 @@ the input in the middle or at the end of a step.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Dict, Sequence, Tuple
+import hashlib
+from typing import Any, Dict, Optional, Sequence, Tuple
 
 import numpy as np
 
 from .backend import ops_for
 
-__all__ = ["Stimulus", "Constant", "Pulses", "OnGrid", "LocustOdor"]
+__all__ = ["Stimulus", "Constant", "Pulses", "OnGrid", "LocustOdor", "check_targets"]
 
 
 class Stimulus:
-    """Base class: ``stimulus(t)`` returns the current into each of ``n`` neurons at time t (ms)."""
+    """Base class: ``stimulus(t, like)`` returns the current into each of ``n`` neurons at time t (ms).
+
+    ``like`` is an array or tensor whose dtype the result takes (the state's V); ``t`` may be of
+    another float dtype (the book's network models carry time in float64). A stimulus splits its
+    numbers in two: :meth:`inputs` (amplitudes, which a parameter sweep changes: the network
+    models keep them in their state, so one compiled loop serves every value) and the rest
+    (timing), which :meth:`structure_key` names and a compiled loop bakes in.
+    """
 
     n: int
     time_varying: bool = True
 
-    def __call__(self, t: Any, like: Any) -> Any:  # pragma: no cover - interface
+    def __call__(self, t: Any, like: Any, inputs: Optional[Dict[str, Any]] = None) -> Any:  # pragma: no cover
         raise NotImplementedError
+
+    def inputs(self) -> Dict[str, np.ndarray]:
+        """The stimulus's amplitudes as NumPy arrays (uA/cm^2), by name; ``{}`` when it has none."""
+        return {}
+
+    def structure_key(self) -> Tuple[Any, ...]:
+        """Everything but :meth:`inputs` that the current depends on (hashable)."""
+        return (type(self).__name__, self.n)
 
     def describe(self) -> Dict[str, Any]:
         return {"type": type(self).__name__}
+
+
+def _finite(name: str, values: np.ndarray) -> np.ndarray:
+    if not np.all(np.isfinite(values)):
+        idx = np.argwhere(~np.isfinite(values))[0]
+        raise ValueError(f"{name} must be finite, got {values[tuple(idx)]} at index {tuple(int(i) for i in idx)}")
+    return values
+
+
+def _time(t: Any, like: Any) -> Any:
+    """``t`` as an array/tensor in its own float dtype (Python floats become float64)."""
+    xp = ops_for(like)
+    if xp.name == "numpy":
+        return np.asarray(t, dtype=np.float64 if isinstance(t, (float, int)) else np.asarray(t).dtype)
+    tf = xp.tf
+    return t if tf.is_tensor(t) else tf.constant(t, tf.float64)
 
 
 @dataclass
@@ -37,11 +69,13 @@ class Constant(Stimulus):
     values: Any
 
     def __post_init__(self) -> None:
-        self.values = np.atleast_1d(np.asarray(self.values, dtype=float))
+        self.values = _finite("the injected current", np.atleast_1d(np.asarray(self.values, dtype=float)))
+        if self.values.ndim != 1:
+            raise ValueError(f"a Constant current needs one value per neuron (1-D), got shape {self.values.shape}")
         self.n = self.values.size
         self.time_varying = False
 
-    def __call__(self, t: Any, like: Any) -> Any:
+    def __call__(self, t: Any, like: Any, inputs: Optional[Dict[str, Any]] = None) -> Any:
         return ops_for(like).const(self.values, like)
 
     def describe(self) -> Dict[str, Any]:
@@ -56,16 +90,26 @@ class Pulses(Stimulus):
     pulses: Sequence[Tuple[int, float, float, float]]
 
     def __post_init__(self) -> None:
-        arr = np.asarray(self.pulses, dtype=float).reshape(-1, 4)
+        arr = _finite("a pulse (neuron, start_ms, stop_ms, amplitude)", np.asarray(self.pulses, dtype=float).reshape(-1, 4))
+        if arr.size and np.any(arr[:, 0] != np.round(arr[:, 0])):
+            raise ValueError(f"a pulse's neuron must be a whole index, got {arr[arr[:, 0] != np.round(arr[:, 0]), 0][0]}")
         self._neuron = arr[:, 0].astype(np.int32)
         self._start, self._stop, self._amp = arr[:, 1], arr[:, 2], arr[:, 3]
         if arr.size and (self._neuron.min() < 0 or self._neuron.max() >= self.n):
             raise ValueError(f"pulse neuron indices must lie in [0, {self.n})")
 
-    def __call__(self, t: Any, like: Any) -> Any:
+    def inputs(self) -> Dict[str, np.ndarray]:
+        return {"amplitude": self._amp.copy()}
+
+    def structure_key(self) -> Tuple[Any, ...]:
+        return ("Pulses", self.n, self._neuron.tobytes(), self._start.tobytes(), self._stop.tobytes())
+
+    def __call__(self, t: Any, like: Any, inputs: Optional[Dict[str, Any]] = None) -> Any:
         xp = ops_for(like)
-        on = (t >= xp.const(self._start, like)) & (t < xp.const(self._stop, like))
-        amp = xp.where(on, xp.const(self._amp, like), xp.const(0.0, like))
+        t = _time(t, like)
+        amp = xp.const(self._amp, like) if inputs is None else inputs["amplitude"]
+        on = (t >= xp.const(self._start, t)) & (t < xp.const(self._stop, t))  # compared in time's dtype
+        amp = xp.where(on, amp, xp.const(0.0, like))
         return xp.segment_sum(amp, self._neuron, self.n)
 
     def describe(self) -> Dict[str, Any]:
@@ -74,19 +118,30 @@ class Pulses(Stimulus):
 
 @dataclass
 class OnGrid(Stimulus):
-    """A current given on a uniform time grid as an array ``I[neuron, step]`` with ``t = t0 + dt*step``."""
+    """A current given on a uniform time grid as an array ``I[neuron, step]`` with ``t = t0 + dt*step``.
+
+    At time t the value of step ``floor((t - t0)/dt)`` applies (the step that contains t, with a
+    tolerance of 1e-9 dt for float rounding; models.md section 2); before ``t0`` the first column,
+    after the grid's end the last one.
+    """
 
     values: Any
     dt: float
     t0: float = 0.0
 
     def __post_init__(self) -> None:
-        self.values = np.asarray(self.values, dtype=float)
+        self.values = _finite("OnGrid values", np.asarray(self.values, dtype=float))
         if self.values.ndim != 2:
             raise ValueError(f"OnGrid needs a [neuron, step] array, got shape {self.values.shape}")
+        if not (np.isfinite(self.dt) and self.dt > 0):
+            raise ValueError(f"OnGrid dt must be a positive time step in ms, got {self.dt}")
         self.n = self.values.shape[0]
 
-    def __call__(self, t: Any, like: Any) -> Any:
+    def structure_key(self) -> Tuple[Any, ...]:
+        digest = hashlib.sha1(np.ascontiguousarray(self.values).tobytes()).hexdigest()
+        return ("OnGrid", self.values.shape, float(self.dt), float(self.t0), digest)
+
+    def __call__(self, t: Any, like: Any, inputs: Optional[Dict[str, Any]] = None) -> Any:
         xp = ops_for(like)
         i = xp.index_of_time(t, self.t0, self.dt, self.values.shape[1])
         return xp.gather(xp.const(self.values, like), i, axis=1)
@@ -112,23 +167,57 @@ class LocustOdor(Stimulus):
     tau_decay: float = 150.0
 
     def __post_init__(self) -> None:
-        self.targets = np.asarray(self.targets, dtype=np.int64)
+        self.targets = check_targets(self.targets, self.n)
+        for name in ("amplitude", "onset", "offset", "tau_rise", "tau_decay"):
+            if not np.isfinite(getattr(self, name)):
+                raise ValueError(f"LocustOdor {name} must be finite, got {getattr(self, name)}")
         self._mask = np.zeros(self.n)
         self._mask[self.targets] = self.amplitude
 
+    def inputs(self) -> Dict[str, np.ndarray]:
+        return {"amplitude": self._mask.copy()}
+
+    def structure_key(self) -> Tuple[Any, ...]:
+        return ("LocustOdor", self.n, self.onset, self.offset, self.tau_rise, self.tau_decay)
+
     def envelope(self, t: Any, like: Any) -> Any:
-        """y(t), dimensionless, between 0 and 1."""
+        """y(t), dimensionless, between 0 and 1, in the dtype of ``like``.
+
+        Computed in time's own dtype (float64 in the network models) and cast at the end, so the
+        edges at ``onset`` and ``offset`` fall on the right step even at t = 2e5 ms in float32.
+        """
         xp = ops_for(like)
-        zero = xp.const(0.0, like)
-        t = t + zero  # in the state's dtype
+        t = _time(t, like)
+        zero = xp.const(0.0, t)
         rise = 1.0 - xp.exp(-(xp.where(t > self.onset, t, zero + self.onset) - self.onset) / self.tau_rise)
         decay = 0.9996 * xp.exp(-(xp.where(t > self.offset, t, zero + self.offset) - self.offset) / self.tau_decay)
-        return xp.where(t < self.onset, zero, xp.where(t < self.offset, rise, decay))
+        return xp.cast(xp.where(t < self.onset, zero, xp.where(t < self.offset, rise, decay)), like)
 
-    def __call__(self, t: Any, like: Any) -> Any:
+    def __call__(self, t: Any, like: Any, inputs: Optional[Dict[str, Any]] = None) -> Any:
         xp = ops_for(like)
-        return xp.const(self._mask, like) * self.envelope(t, like)
+        mask = xp.const(self._mask, like) if inputs is None else inputs["amplitude"]
+        return mask * self.envelope(t, like)
 
     def describe(self) -> Dict[str, Any]:
         return {"type": "LocustOdor", "targets": self.targets.tolist(), "amplitude": self.amplitude,
                 "onset": self.onset, "offset": self.offset, "tau_rise": self.tau_rise, "tau_decay": self.tau_decay}
+
+
+def check_targets(targets: Any, n: int) -> np.ndarray:
+    """Stimulated-neuron indices: whole numbers in [0, n), each at most once (sorted copy)."""
+    arr = np.asarray(targets)
+    if arr.ndim != 1:
+        arr = arr.ravel()
+    if arr.size and not np.issubdtype(arr.dtype, np.integer):
+        frac = ~np.isfinite(arr.astype(float)) | (arr.astype(float) != np.round(arr.astype(float)))
+        if np.any(frac):
+            raise ValueError(f"stimulated neurons must be whole indices, got {arr[frac][0]!r}")
+    arr = arr.astype(np.int64)
+    out = (arr < 0) | (arr >= n)
+    if np.any(out):
+        raise ValueError(f"stimulated neuron {int(arr[out][0])} is outside [0, {n}) (negative indices are not "
+                         "counted from the end here)")
+    uniq, counts = np.unique(arr, return_counts=True)
+    if np.any(counts > 1):
+        raise ValueError(f"stimulated neuron {int(uniq[counts > 1][0])} is listed {int(counts[counts > 1][0])} times")
+    return np.sort(arr)

@@ -6,7 +6,7 @@ from typing import Any, Callable, List, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from .._tree import TreeDef, flatten, leaf_paths, unflatten
-from ..errors import InputDtypeError, StateShapeError, TimeGridError
+from ..errors import InputDtypeError, NonFiniteInputError, StateShapeError, TimeGridError
 
 Record = Union[None, str, Sequence[str], Callable[[Any], Any]]
 
@@ -54,8 +54,26 @@ def check_time_grid(t: Any) -> np.ndarray:
     return arr
 
 
-def check_state(y0: Any) -> Tuple[List[Any], TreeDef, np.dtype]:
-    """Flatten ``y0`` and check that every leaf is floating point and all share one dtype."""
+SUPPORTED_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def check_state(y0: Any) -> Tuple[List[Any], TreeDef, List[np.dtype]]:
+    """Flatten ``y0`` and check every leaf: float32 or float64, finite where it is a NumPy array.
+
+    Returns the leaves, the tree definition and each leaf's dtype. Leaves may mix float32 and
+    float64 (a float32 network keeps its spike times in float64); :func:`check_derivative` then
+    requires the *integrated* entries to share one dtype.
+
+    Raises
+    ------
+    InputDtypeError
+        A leaf is not float32/float64 (integers, float16: its 3.3 significant digits and 65504
+        maximum cannot hold a membrane state or a spike time).
+    StateShapeError
+        The state is empty or has a missing value.
+    NonFiniteInputError
+        A start value is NaN or infinite (named by path and index).
+    """
     leaves, treedef = flatten(y0)
     paths = leaf_paths(treedef)
     if not leaves:
@@ -70,15 +88,41 @@ def check_state(y0: Any) -> Tuple[List[Any], TreeDef, np.dtype]:
                 f"the start state {path} has dtype {dt}; the state must be floating point "
                 "(float32 or float64), e.g. np.array([-71.0, 0.0]) rather than np.array([-71, 0])"
             )
+        if dt not in SUPPORTED_DTYPES:
+            raise InputDtypeError(
+                f"the start state {path} has dtype {dt}; only float32 and float64 are supported "
+                "(float16 cannot hold a membrane state or a spike time: about 3 significant digits, "
+                "largest value 65504); cast it with .astype(np.float32)"
+            )
+        if isinstance(leaf, (np.ndarray, np.generic, float)):
+            arr = np.asarray(leaf)
+            finite = np.isfinite(arr)
+            if not np.all(finite):
+                bad = np.argwhere(~finite)[0]
+                where = f"{path}[{', '.join(map(str, bad))}]" if arr.ndim else path
+                raise NonFiniteInputError(
+                    f"the start state holds {arr[tuple(bad)]} at {where}; every start value must be finite"
+                )
         dtypes.append(dt)
-    if len(set(dtypes)) > 1:
-        detail = ", ".join(f"{p}: {d}" for p, d in zip(paths, dtypes))
-        raise InputDtypeError(f"all state entries must share one dtype, got {detail}; cast them to one")
-    return leaves, treedef, dtypes[0]
+    return leaves, treedef, dtypes
 
 
-def check_derivative(out: Any, treedef: TreeDef, state_leaves: Sequence[Any], dtype: np.dtype) -> List[Any]:
-    """Check the structure, shapes and dtypes of ``func(y, t)`` against the state; return its leaves."""
+def time_dtype(dtypes: Sequence[np.dtype]) -> np.dtype:
+    """The dtype time is carried in: float64 when any state entry is float64, else float32.
+
+    A float32 network keeps ``t`` and its spike times in float64: float32's spacing is 0.0156 ms
+    at t = 2e5 ms, as coarse as the step and the 0.3 ms transmitter pulse.
+    """
+    return np.dtype(np.float64) if np.dtype(np.float64) in dtypes else np.dtype(np.float32)
+
+
+def check_derivative(out: Any, treedef: TreeDef, state_leaves: Sequence[Any],
+                     dtypes: Sequence[np.dtype]) -> List[Any]:
+    """Check the structure, shapes and dtypes of ``func(y, t)`` against the state; return its leaves.
+
+    Each derivative must have its state entry's shape and dtype, and the integrated entries
+    (those whose derivative is not ``None``) must share one dtype.
+    """
     leaves, out_def = flatten(out)
     if out_def != treedef:
         expected = unflatten(treedef, ["..."] * treedef.num_leaves)
@@ -86,7 +130,12 @@ def check_derivative(out: Any, treedef: TreeDef, state_leaves: Sequence[Any], dt
         raise StateShapeError(
             f"func(y, t) returned a structure that does not match the state: expected {expected}, got {got}"
         )
-    for path, d, y in zip(leaf_paths(treedef), leaves, state_leaves):
+    paths = leaf_paths(treedef)
+    integrated = {dt for d, dt in zip(leaves, dtypes) if d is not None}
+    if len(integrated) > 1:
+        detail = ", ".join(f"{p}: {dt}" for p, d, dt in zip(paths, leaves, dtypes) if d is not None)
+        raise InputDtypeError(f"all integrated state entries must share one dtype, got {detail}; cast them to one")
+    for path, d, y, dtype in zip(paths, leaves, state_leaves, dtypes):
         if d is None:
             continue
         dshape = tuple(getattr(d, "shape", np.shape(d)))
@@ -98,8 +147,26 @@ def check_derivative(out: Any, treedef: TreeDef, state_leaves: Sequence[Any], dt
         ddt = _dtype_of(d)
         if ddt != dtype:
             raise StateShapeError(
-                f"func(y, t) returned dtype {ddt} for {path}, but the state is {dtype}; "
+                f"func(y, t) returned dtype {ddt} for {path}, but that state entry is {dtype}; "
                 "make func compute in the state's dtype (cast constants, not the state)"
+            )
+    return leaves
+
+
+def check_derivative_fast(out: Any, treedef: TreeDef, state_leaves: Sequence[Any]) -> List[Any]:
+    """The cheap check :func:`psst_helpers.odeint_np` runs at every evaluation after the first.
+
+    Structure and shapes only (a comparison of tuples per leaf): a derivative whose shape changes
+    later in a run would otherwise be broadcast silently. Falls back to the full message on failure.
+    """
+    leaves, out_def = flatten(out)
+    if out_def != treedef:
+        check_derivative(out, treedef, state_leaves, [_dtype_of(y) for y in state_leaves])
+    for path_i, (d, y) in enumerate(zip(leaves, state_leaves)):
+        if d is not None and np.shape(d) != np.shape(y):
+            path = leaf_paths(treedef)[path_i]
+            raise StateShapeError(
+                f"func(y, t) returned shape {np.shape(d)} for {path}, but that state entry has shape {np.shape(y)}"
             )
     return leaves
 

@@ -49,7 +49,9 @@ def odeint_np(
         ``func(y, t)`` returns dy/dt with the structure, shapes and dtype of ``y``; an entry may
         be ``None`` for a state variable that is not integrated (only ``post_step`` changes it).
     y0 : array or nested dict/list/tuple of arrays
-        Start state, floating point (float32 or float64). The state's dtype is the solver's dtype.
+        Start state, float32 or float64, finite. The integrated entries share one dtype, the
+        solver's; entries that are not integrated may be float64 in a float32 state (spike times).
+        ``func`` and ``post_step`` receive time in float64 when any entry is float64, else float32.
     t : 1-D float array
         Strictly increasing time grid (ms in this book); it may be non-uniform. ``y[0] = y0`` at
         ``t[0]``.
@@ -84,28 +86,30 @@ def odeint_np(
     step_fn = get_scheme(method)
     every = checks.check_every(every)
     t64 = checks.check_time_grid(t)
-    leaves, treedef, dtype = checks.check_state(y0)
+    leaves, treedef, dtypes = checks.check_state(y0)
     paths = leaf_paths(treedef)
-    leaves = [np.array(x, dtype=dtype, copy=True) for x in leaves]
-    tt = t64.astype(dtype)
-    dts = np.diff(t64).astype(dtype)  # differences in float64 first: exact steps even in float32
+    leaves = [np.array(x, dtype=d, copy=True) for x, d in zip(leaves, dtypes)]
+    tdt = checks.time_dtype(dtypes)
+    tt = t64.astype(tdt)
+    dts = np.diff(t64).astype(tdt)  # differences in float64 first: exact steps even in float32
 
     checked = [False]
 
     def f(lv, tm):
         out = func(unflatten(treedef, lv), tm)
         if not checked[0]:
-            out_leaves = checks.check_derivative(out, treedef, lv, dtype)
+            out_leaves = checks.check_derivative(out, treedef, lv, dtypes)
             checked[0] = True
             return out_leaves
-        return flatten(out)[0]
+        # every later evaluation: structure and shapes (a later wrong shape would broadcast silently)
+        return checks.check_derivative_fast(out, treedef, lv)
 
     def apply_hook(i, old, new):
         res = post_step(tt[i], unflatten(treedef, old), tt[i + 1], unflatten(treedef, new))
         res_leaves, res_def = flatten(res)
         if res_def != treedef:
             raise StateShapeError("post_step must return a state with the same structure as y0")
-        return [np.asarray(x, dtype=dtype) for x in res_leaves]
+        return [np.asarray(x, dtype=d) for x, d in zip(res_leaves, dtypes)]
 
     rec_leaves0, rec_def = flatten(checks.select(record, unflatten(treedef, leaves)))
     stored = [[np.array(x, copy=True)] for x in rec_leaves0]

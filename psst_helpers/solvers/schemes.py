@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import Any, Callable, List
 
+import numpy as np
+
 Leaves = List[Any]
 # f(leaves, t) -> derivative leaves (same length, ``None`` where an entry is not integrated)
 LeafFunc = Callable[[Leaves, Any], Leaves]
@@ -17,9 +19,25 @@ LeafFunc = Callable[[Leaves, Any], Leaves]
 __all__ = ["euler_step", "rk2_step", "rk4_step", "SCHEMES", "ORDER"]
 
 
+def _like(h: Any, y: Any) -> Any:
+    """The step ``h`` in the dtype of the state entry ``y``.
+
+    Time (and so the step) may be float64 while an entry is float32 (see
+    :func:`psst_helpers.solvers.checks.time_dtype`); the product must stay in the entry's dtype.
+    """
+    dtype = getattr(y, "dtype", None)
+    if dtype is None or getattr(h, "dtype", None) == dtype:
+        return h
+    if isinstance(y, (np.ndarray, np.generic)):
+        return y.dtype.type(h)
+    import tensorflow as tf  # only reached with tensors, so TensorFlow is already loaded
+
+    return tf.cast(h, dtype)
+
+
 def _axpy(y: Leaves, h: Any, k: Leaves) -> Leaves:
     """y + h*k leaf by leaf, skipping entries with no derivative."""
-    return [yi if ki is None else yi + h * ki for yi, ki in zip(y, k)]
+    return [yi if ki is None else yi + _like(h, yi) * ki for yi, ki in zip(y, k)]
 
 
 def euler_step(f: LeafFunc, y: Leaves, t: Any, dt: Any) -> Leaves:
@@ -44,7 +62,7 @@ def rk4_step(f: LeafFunc, y: Leaves, t: Any, dt: Any) -> Leaves:
     sixth = dt / 6.0
     out = []
     for yi, a, b, c, d in zip(y, k1, k2, k3, k4):
-        out.append(yi if a is None else yi + sixth * (a + 2.0 * (b + c) + d))
+        out.append(yi if a is None else yi + _like(sixth, yi) * (a + 2.0 * (b + c) + d))
     return out
 
 

@@ -66,18 +66,22 @@ class Integrator:
         self.every = checks.check_every(every)
         self.post_step = post_step
         self.xla = bool(xla)
-        self._compiled: Dict[Tuple[TreeDef, str], Callable] = {}
+        self._compiled: Dict[Tuple[TreeDef, Tuple[str, ...]], Callable] = {}
+        #: How many times the loop has been traced (once per state structure, dtypes and grid
+        #: length); a parameter sweep through one Integrator should leave this at 1.
+        self.traces = 0
 
     # -- the compiled loop -------------------------------------------------------------------
-    def _build(self, treedef: TreeDef, dtype: np.dtype) -> Callable:
+    def _build(self, treedef: TreeDef, dtypes: Tuple[np.dtype, ...]) -> Callable:
         func, hook, record, every, step_fn = self.func, self.post_step, self.record, self.every, self.step_fn
-        tf_dtype = tf.as_dtype(dtype)
+        tf_dtypes = [tf.as_dtype(d) for d in dtypes]
 
         def f(lv, tm):
             out = func(unflatten(treedef, lv), tm)
-            return checks.check_derivative(out, treedef, lv, dtype)  # static checks at trace time
+            return checks.check_derivative(out, treedef, lv, dtypes)  # static checks at trace time
 
         def run(lv, tt, dts):
+            self.traces += 1  # a Python side effect: runs when TensorFlow traces, not when it executes
             def one_step(i, lv):
                 t0, t1, h = tt[i], tt[i + 1], dts[i]
                 new = step_fn(f, lv, t0, h)
@@ -85,7 +89,7 @@ class Integrator:
                     res, res_def = flatten(hook(t0, unflatten(treedef, lv), t1, unflatten(treedef, new)))
                     if res_def != treedef:
                         raise StateShapeError("post_step must return a state with the same structure as y0")
-                    new = [tf.cast(x, tf_dtype) for x in res]
+                    new = [tf.cast(x, d) for x, d in zip(res, tf_dtypes)]
                 return new
 
             def advance(start, count, lv):
@@ -146,13 +150,14 @@ class Integrator:
 
     def _run_raw(self, y0: Any, t: Any):
         t64 = checks.check_time_grid(t)
-        leaves, treedef, dtype = checks.check_state(y0)
-        lv = [tf.convert_to_tensor(x, dtype=tf.as_dtype(dtype)) for x in leaves]
-        key = (treedef, str(dtype))
+        leaves, treedef, dtypes = checks.check_state(y0)
+        lv = [tf.convert_to_tensor(x, dtype=tf.as_dtype(d)) for x, d in zip(leaves, dtypes)]
+        key = (treedef, tuple(str(d) for d in dtypes))
         if key not in self._compiled:
-            self._compiled[key] = self._build(treedef, dtype)
-        tt = tf.constant(t64.astype(dtype))
-        dts = tf.constant(np.diff(t64).astype(dtype))  # float64 differences: exact steps in float32
+            self._compiled[key] = self._build(treedef, tuple(dtypes))
+        tdt = checks.time_dtype(dtypes)
+        tt = tf.constant(t64.astype(tdt))
+        dts = tf.constant(np.diff(t64).astype(tdt))  # float64 differences: exact steps in float32
         stacks, final, fail_start, good, r = self._compiled[key](lv, tt, dts)
         rec_def = flatten(checks.select(self.record, unflatten(treedef, lv)))[1]
         # one read of both flags: on a remote worker every read is a network round trip
@@ -209,9 +214,11 @@ def odeint(
     ----------
     func : callable
         ``func(y, t)`` returns dy/dt with the structure, shapes and dtype of ``y`` (``None`` for
-        entries that are not integrated). ``t`` arrives as a scalar tensor in the state's dtype.
+        entries that are not integrated). ``t`` arrives as a scalar tensor, float64 when any state
+        entry is float64 (a float32 network keeps its spike times in float64), else float32.
     y0 : array, tensor, or nested dict/list/tuple of them
-        Start state, float32 or float64; its dtype is the computation's dtype.
+        Start state, float32 or float64, finite; the integrated entries share one dtype, the
+        computation's.
     t : 1-D float array
         Strictly increasing, possibly non-uniform, time grid (ms in this book).
     method : {"euler", "rk2" (or "midpoint"), "rk4"}
