@@ -201,8 +201,10 @@ def test_locust_chapter_derives_the_model_by_hand():
     compared = [i for i, c in enumerate(cells) if i > defined[0]
                 and "locust_derivatives_by_hand" in c.source and "locust_antennal_lobe" in c.source]
     assert compared, "chapter 6 never compares locust_derivatives_by_hand with the package's locust_antennal_lobe"
-    assert any(o.output_type in ("stream", "execute_result") for o in cells[compared[0]].outputs), \
-        "the comparison cell shows no result"
+    shown = "\n".join(o.get("text", "") or o.get("data", {}).get("text/plain", "") for o in cells[compared[0]].outputs)
+    found = re.search(r"\|ΔV\|\s*=?\s*([-+0-9.eE]+)", shown)
+    assert found, f"the comparison cell should print 'max |ΔV| = <number> mV'; it shows {shown[:200]!r}"
+    assert float(found.group(1)) < 1e-6, f"the hand-written derivative and the package disagree: {found.group(0)}"
 
 
 def test_badges_and_install_cells_match_the_template():

@@ -39,6 +39,8 @@ def execute(path: Path, timeout: int = 1800) -> float:
         for out in cell.get("outputs", []):
             if out.output_type == "stream":
                 out.text = final_text(out.text)
+        if cell.cell_type == "code":   # a stream left empty (only overwritten text) is not worth showing
+            cell.outputs = [o for o in cell.outputs if o.output_type != "stream" or o.text.strip()]
     nbformat.write(nb, path)
     return time.perf_counter() - start
 
