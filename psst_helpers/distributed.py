@@ -8,13 +8,17 @@ a tensor that lives on that task until the client reads it.
 This module gives the book's three uses of that runtime:
 
 * :class:`LocalCluster` starts K worker processes on 127.0.0.1, waits until they serve, connects
-  the client, and always stops them again (by the PIDs it started; each worker also dies with its
-  parent through the Linux parent-death signal, so a killed client leaves no orphans).
+  the client, and always stops them again (by the PIDs it started). Each worker also watches a pipe
+  from the client -- its standard input -- and exits when the pipe reaches end-of-file, which the
+  operating system brings about when the client process ends in any way, ``kill -9`` included. So
+  a killed client leaves no orphans, on Linux and macOS alike, and the workers live as long as the
+  client *process*, whichever of its threads started them.
 * :class:`RemoteCluster` connects to workers already running on other machines, started there with
   ``python -m psst_helpers.distributed worker --hosts h1:2222,h2:2222 --task K`` (or ``TF_CONFIG``).
 * :meth:`Cluster.map` runs independent simulations (a parameter sweep) across the workers, one job
   per worker at a time, and gathers the results; a worker that dies is reported within seconds
   with its task named, the other workers are stopped, and the results gathered so far are kept.
+  Whenever ``map`` raises (a dead worker, a job's error, Ctrl-C) no further job starts.
 
 Security: a TensorFlow worker executes whatever any client that reaches its port sends it; its
 gRPC server has no authentication and listens on *every* network interface of the machine (``ss
@@ -30,7 +34,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -147,8 +150,13 @@ class Cluster:
             Within seconds of a worker stopping (the liveness of every worker is checked every
             ``poll_s`` s); ``.partial`` holds the finished results by item index.
         Exception
-            Whatever ``fn`` raised on a healthy worker (the first such error; the other workers
-            take no new job).
+            Whatever ``fn`` raised on a healthy worker (the first such error).
+        KeyboardInterrupt
+            Ctrl-C while waiting.
+
+        Whatever ``map`` raises, no job starts after it: the jobs still queued are dropped, and a
+        job already running on a worker finishes there but its result is discarded (TensorFlow
+        cannot cancel an operation placed on a remote task).
         """
         import tensorflow as tf
 
@@ -161,11 +169,12 @@ class Cluster:
         done = threading.Condition(lock)
         queue = iter(range(len(items)))
         running: Dict[int, Optional[int]] = {}
+        stop = threading.Event()  # set whenever map returns or raises: the threads take no new job
 
         def worker_loop(task: int) -> None:
             while True:
                 with lock:
-                    if errors:
+                    if errors or stop.is_set():
                         return
                     i = next(queue, None)
                     running[task] = i
@@ -176,10 +185,13 @@ class Cluster:
                         out = _to_numpy(fn(items[i]))
                 except BaseException as exc:  # noqa: BLE001 - handed to the calling thread
                     with done:
-                        errors.append((task, i, exc))
+                        if not stop.is_set():
+                            errors.append((task, i, exc))
                         done.notify_all()
                     return
                 with done:
+                    if stop.is_set():
+                        return  # map has already raised: nobody reads this result
                     results[i] = out
                     running[task] = None
                     done.notify_all()
@@ -215,6 +227,7 @@ class Cluster:
                 if n_done == len(items):
                     return [results[i] for i in range(len(items))]
         finally:
+            stop.set()
             if bar is not None:
                 bar.close()
 
@@ -261,8 +274,9 @@ class LocalCluster(Cluster):
 
     Use it as a context manager (``with LocalCluster(2) as cluster: ...``) or call :meth:`start`
     and :meth:`stop`. The workers are stopped by PID on :meth:`stop`, when the object is garbage
-    collected, when Python exits, and -- through the parent-death signal -- when the client
-    process is killed.
+    collected and when Python exits; when the client process is killed, each worker sees its
+    standard input (a pipe from the client) close and exits. Their lifetime is the client
+    process's, not that of the thread that started them.
 
     Parameters
     ----------
@@ -344,10 +358,12 @@ class LocalCluster(Cluster):
             ready.unlink(missing_ok=True)
             log = open(self.log_dir / f"worker{k}.log", "wb")
             cmd = [sys.executable, "-m", "psst_helpers.distributed", "worker", "--hosts", hosts, "--task", str(k),
-                   "--threads", str(self.threads), "--ready-file", str(ready), "--parent-pid", str(os.getpid())]
-            # own session: a Ctrl-C meant for the client does not reach the workers (stop() does)
-            self.procs.append(subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                               env=env, start_new_session=True))
+                   "--threads", str(self.threads), "--ready-file", str(ready), "--exit-at-eof"]
+            # own session: a Ctrl-C meant for the client does not reach the workers (stop() does).
+            # stdin is a pipe whose only writer is this process (close_fds keeps it out of other
+            # children): when this process ends, however it ends, the worker reads end-of-file and exits.
+            self.procs.append(subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.PIPE,
+                                               env=env, start_new_session=True, close_fds=True))
             log.close()
         self._finalizer = weakref.finalize(self, _kill, list(self.procs))
 
@@ -425,6 +441,11 @@ def _kill(procs: Sequence[subprocess.Popen]) -> None:
             p.wait(timeout=10)
         except subprocess.TimeoutExpired:  # pragma: no cover - SIGKILL is not ignorable
             pass
+        if p.stdin is not None and not p.stdin.closed:
+            try:
+                p.stdin.close()
+            except OSError:  # the worker is gone: nothing was buffered for it
+                pass
 
 
 def _hosts_from_tf_config() -> List[str]:
@@ -439,21 +460,28 @@ def _hosts_from_tf_config() -> List[str]:
 
 # -- the worker process ----------------------------------------------------------------------------
 
-def _die_with_parent(parent_pid: int) -> None:
-    """Ask Linux to SIGKILL this process when its parent exits (no orphans if the client is killed)."""
-    if not sys.platform.startswith("linux"):
-        return
-    import ctypes
+def _exit_at_eof(fd: int = 0) -> None:
+    """Exit this process as soon as ``fd`` (standard input) reaches end-of-file.
 
-    PR_SET_PDEATHSIG = 1
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-    if os.getppid() != parent_pid:  # the parent died before prctl took effect
-        os._exit(1)
+    The client that started the worker holds the pipe's only write end; the operating system
+    closes it when the client process ends, whichever way and whichever thread started the
+    worker, so the worker never outlives it. Portable (Linux, macOS), unlike Linux's per-thread
+    parent-death signal.
+    """
+
+    def watch() -> None:
+        try:
+            while os.read(fd, 65536):
+                pass
+        except OSError:
+            pass
+        os._exit(0)
+
+    threading.Thread(target=watch, name="psst-exit-at-eof", daemon=True).start()
 
 
 def serve(hosts: Sequence[str], task: int, *, threads: int = 0, ready_file: Optional[str] = None,
-          parent_pid: Optional[int] = None) -> None:
+          exit_at_eof: bool = False) -> None:
     """Run worker ``task`` of the cluster ``hosts`` until killed (the body of ``... distributed worker``).
 
     Parameters
@@ -466,11 +494,11 @@ def serve(hosts: Sequence[str], task: int, *, threads: int = 0, ready_file: Opti
         TensorFlow intra-op threads (0 = TensorFlow's default, all cores).
     ready_file : str, optional
         Created once the server serves (how :class:`LocalCluster` knows it is up).
-    parent_pid : int, optional
-        Die when this process (the client that started the worker) dies.
+    exit_at_eof : bool
+        Exit when standard input reaches end-of-file (when the client holding its pipe ends).
     """
-    if parent_pid is not None:
-        _die_with_parent(parent_pid)
+    if exit_at_eof:
+        _exit_at_eof(0)  # before the slow TensorFlow import: a client that dies meanwhile is seen at once
     import tensorflow as tf
 
     if threads:
@@ -493,7 +521,8 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     w.add_argument("--task", type=int, help="this worker's index in --hosts (default: TF_CONFIG's task.index)")
     w.add_argument("--threads", type=int, default=0, help="TensorFlow intra-op threads (default: all cores)")
     w.add_argument("--ready-file", help=argparse.SUPPRESS)
-    w.add_argument("--parent-pid", type=int, help=argparse.SUPPRESS)
+    w.add_argument("--exit-at-eof", action="store_true",
+                   help="exit when standard input reaches end-of-file (tie the worker to a process holding a pipe)")
     args = parser.parse_args(argv)
     hosts = args.hosts.split(",") if args.hosts else _hosts_from_tf_config()
     task = args.task
@@ -501,7 +530,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         task = int(json.loads(os.environ.get("TF_CONFIG") or "{}").get("task", {}).get("index", -1))
     if not hosts or not 0 <= task < len(hosts):
         parser.error(f"give --hosts and a --task in [0, {len(hosts)}) (or TF_CONFIG with both)")
-    serve(hosts, task, threads=args.threads, ready_file=args.ready_file, parent_pid=args.parent_pid)
+    serve(hosts, task, threads=args.threads, ready_file=args.ready_file, exit_at_eof=args.exit_at_eof)
 
 
 if __name__ == "__main__":

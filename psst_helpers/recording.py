@@ -175,11 +175,21 @@ def _differences(old: Dict[str, Any], new: Dict[str, Any]) -> str:
     return "it differs in " + ", ".join(diff) + ";" if diff else "it was made differently;"
 
 
+def _code_sha256() -> str:
+    """Hash of the package's source: an edited (development) install changes it without a new version."""
+    h = hashlib.sha256()
+    root = Path(__file__).resolve().parent
+    for f in sorted(root.rglob("*.py")):
+        h.update(str(f.relative_to(root)).encode())
+        h.update(f.read_bytes())
+    return h.hexdigest()[:16]
+
+
 def _versions() -> Dict[str, str]:
     import tensorflow as tf
 
-    return {"psst_helpers": __version__, "numpy": np.__version__, "tensorflow": tf.__version__,
-            "python": platform.python_version()}
+    return {"psst_helpers": __version__, "psst_helpers_code": _code_sha256(), "numpy": np.__version__,
+            "tensorflow": tf.__version__, "python": platform.python_version()}
 
 
 # -- chunk geometry --------------------------------------------------------------------------------

@@ -5,6 +5,7 @@ Each scenario writes its findings to OUT_JSON; the test makes the assertions.
 """
 from __future__ import annotations
 
+import _thread
 import json
 import os
 import socket
@@ -15,13 +16,13 @@ import time
 import numpy as np
 
 import psst_helpers as psst
-from psst_helpers.distributed import ClusterError, LocalCluster, WorkerDiedError
+from psst_helpers.distributed import ClusterError, LocalCluster, RemoteCluster, WorkerDiedError
 from psst_helpers.networks import hh_network, hh_population, simulate
 from psst_helpers.partition import run_partitioned, split_network
 from psst_helpers.stimuli import Constant
 from psst_helpers.synapses import SynapseGroup
 
-T_SWEEP = np.arange(0, 60.0 + 1e-9, 0.01)
+T_SWEEP = psst.time_grid(60.0, 0.01)
 CURRENTS = np.linspace(0.0, 15.0, 4 * 10).reshape(4, 10)  # 4 jobs of 10 neurons
 
 
@@ -50,7 +51,7 @@ def sweep_and_partition(out):
     busy.listen()
     taken = busy.getsockname()[1]
     I, ach = ach_network()
-    t = np.arange(0, 12.0 + 1e-9, 0.01)  # the undriven neurons first fire at 6-12 ms
+    t = psst.time_grid(12.0, 0.01)  # the undriven neurons first fire at 6-12 ms
     single = simulate(hh_network(I.size, Constant(I), [ach]), t, record=["V", "spikes"])
     with LocalCluster(2, ports=[taken]) as cluster:
         res = {"addresses": cluster.addresses, "replaced": cluster.replaced_ports, "taken": taken,
@@ -102,5 +103,96 @@ def hold(out):
     time.sleep(600)
 
 
+def _start_in_a_thread(n=2):
+    """Start a LocalCluster in a thread that then ends (a GUI callback, a job runner, a notebook widget)."""
+    box = {}
+    starter = threading.Thread(target=lambda: box.update(cluster=LocalCluster(n).start()), name="starter")
+    starter.start()
+    starter.join()
+    return box["cluster"]
+
+
+def hold_in_thread(out):
+    """As hold, but the cluster was started by a thread that has ended."""
+    cluster = _start_in_a_thread()
+    json.dump({"pids": cluster.pids}, open(out, "w"))
+    time.sleep(600)
+
+
+class Counter:
+    """Counts the jobs map starts (fn runs in the client: the count is exact)."""
+
+    def __init__(self, fail_at=None, seconds=0.3):
+        self.started, self.lock, self.fail_at, self.seconds = [], threading.Lock(), fail_at, seconds
+
+    def __call__(self, i):
+        import tensorflow as tf
+
+        with self.lock:
+            self.started.append(int(i))
+        if i == self.fail_at:
+            raise ValueError(f"job {i} fails on purpose")
+        time.sleep(self.seconds)
+        return tf.reduce_sum(tf.ones(8, tf.float64)) * float(i)  # placed on the worker by map
+
+
+def _after(counter, seconds=3.0):
+    """Jobs started when map raised, and `seconds` later (equal when map really stopped)."""
+    at_raise = len(counter.started)
+    time.sleep(seconds)
+    return at_raise, len(counter.started)
+
+
+def lifetime_and_stopping(out):
+    cluster = _start_in_a_thread()
+    res = {"pids": cluster.pids}
+    time.sleep(3.0)  # a per-thread parent-death signal would have killed the workers by now
+    res["alive_after_thread"] = alive(cluster.pids)
+    try:
+        res["map_after_thread"] = [float(x) for x in cluster.map(Counter(seconds=0.0), range(4))]
+    except Exception as exc:  # noqa: BLE001 - reported to the test
+        res["map_after_thread"] = f"{type(exc).__name__}: {exc}"[:300]
+    if not all(res["alive_after_thread"]):
+        cluster.close()
+        json.dump(res, open(out, "w"))
+        return
+
+    n_jobs = 60
+    # a job's error: the remaining jobs are not run
+    counter = Counter(fail_at=3)
+    try:
+        cluster.map(counter, range(n_jobs))
+        res["error_raised"] = None
+    except ValueError as exc:
+        res["error_raised"] = str(exc)
+    res["error_started"] = _after(counter)
+
+    # Ctrl-C while map waits
+    counter = Counter(seconds=0.5)
+    threading.Timer(2.0, _thread.interrupt_main).start()
+    try:
+        cluster.map(counter, range(n_jobs))
+        res["interrupt_raised"] = False
+    except KeyboardInterrupt:
+        res["interrupt_raised"] = True
+    res["interrupt_started"] = _after(counter)
+
+    # a RemoteCluster (same workers, this process is already connected to them) whose worker dies
+    remote = RemoteCluster(cluster.addresses)
+    counter = Counter(seconds=0.5)
+    threading.Timer(2.0, lambda: cluster.kill_worker(1)).start()
+    try:
+        remote.map(counter, range(n_jobs))
+        res["remote_raised"] = None
+    except WorkerDiedError as exc:
+        res["remote_raised"] = str(exc)
+    res["remote_started"] = _after(counter)
+    res["n_jobs"] = n_jobs
+    cluster.close()
+    res["alive_after"] = alive(res["pids"])
+    json.dump(res, open(out, "w"))
+
+
 if __name__ == "__main__":
-    {"sweep_and_partition": sweep_and_partition, "killed_worker": killed_worker, "hold": hold}[sys.argv[1]](sys.argv[2])
+    {"sweep_and_partition": sweep_and_partition, "killed_worker": killed_worker, "hold": hold,
+     "hold_in_thread": hold_in_thread, "lifetime_and_stopping": lifetime_and_stopping}[sys.argv[1]](sys.argv[2])

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+import psst_helpers as psst
+
 CLIENT = [sys.executable, str(Path(__file__).with_name("distributed_client.py"))]
 
 
@@ -55,9 +57,12 @@ def test_killed_worker_is_reported_within_30_s(tmp_path):
     assert not any(res["alive_after"]), "the other worker was not stopped"
 
 
-def test_killed_client_leaves_no_worker_behind(tmp_path):
+@pytest.mark.parametrize("scenario", ["hold", "hold_in_thread"])
+def test_killed_client_leaves_no_worker_behind(tmp_path, scenario):
+    """Also when the cluster was started by a thread that has ended: the workers watch a pipe from the
+    client process, which the kernel closes when the client dies."""
     out = tmp_path / "hold.json"
-    child = subprocess.Popen(CLIENT + ["hold", str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    child = subprocess.Popen(CLIENT + [scenario, str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 120
         while not out.exists() or not out.read_text():
@@ -81,6 +86,42 @@ def test_killed_client_leaves_no_worker_behind(tmp_path):
             child.kill()
 
 
+def test_cluster_outlives_its_starting_thread_and_map_stops_when_it_raises(tmp_path):
+    res = _run("lifetime_and_stopping", tmp_path, timeout=400)
+    # started in a thread that has ended, the workers still serve
+    assert all(res["alive_after_thread"]), f"the workers died with the thread that started them: {res}"
+    assert res["map_after_thread"] == [0.0, 8.0, 16.0, 24.0]
+    n = res["n_jobs"]
+    # whatever map raises, no job starts afterwards (counted 3 s later), and the sweep was not run out
+    assert "job 3 fails on purpose" in res["error_raised"]
+    at_raise, later = res["error_started"]
+    assert later == at_raise and at_raise <= 3 + 2, res["error_started"]
+    assert res["interrupt_raised"]
+    at_raise, later = res["interrupt_started"]
+    assert later == at_raise < n, res["interrupt_started"]
+    assert "worker task 1" in res["remote_raised"]
+    at_raise, later = res["remote_started"]
+    assert later == at_raise < n, res["remote_started"]
+    assert not any(res["alive_after"]), f"workers left running: {res['pids']}"
+
+
+def test_worker_exits_when_its_stdin_closes(tmp_path):
+    """The worker command's --exit-at-eof, without TensorFlow's server being involved in the timing."""
+    port = __import__("psst_helpers.distributed", fromlist=["free_port"]).free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "psst_helpers.distributed", "worker", "--hosts",
+                             f"127.0.0.1:{port}", "--task", "0", "--threads", "1", "--exit-at-eof"],
+                            stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        time.sleep(1.0)
+        assert proc.poll() is None
+        proc.stdin.close()
+        assert proc.wait(timeout=30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
 def test_worker_cli_rejects_a_missing_task():
     proc = subprocess.run([sys.executable, "-m", "psst_helpers.distributed", "worker", "--hosts", "127.0.0.1:1"],
                           capture_output=True, text=True, timeout=60, env={**os.environ, "TF_CONFIG": ""})
@@ -100,7 +141,7 @@ def test_partition_in_one_process_equals_the_network(n_blocks):
     from distributed_client import ach_network
 
     I, ach = ach_network(n=30)
-    t = np.arange(0, 12.0 + 1e-9, 0.01)  # the undriven neurons first fire at 6-12 ms
+    t = psst.time_grid(12.0, 0.01)  # the undriven neurons first fire at 6-12 ms
     single = simulate(hh_network(I.size, Constant(I), [ach]), t, record=["V", "spikes"], every=5)
     part = run_partitioned(split_network(I, [ach], n_blocks), t, exchange_every=5, every=5, record=["V", "spikes"])
     # exchange every 5 steps is not exact without a delay; exact with one block
@@ -124,7 +165,7 @@ def test_chunked_exchange_is_exact_within_the_synaptic_delay_and_not_beyond():
 
     I, ach = ach_network(n=30)
     delayed = SynapseGroup("ach", pre=ach.pre, post=ach.post, n_neurons=30, params={"t_delay": 0.5})
-    t = np.arange(0, 15.0 + 1e-9, 0.01)
+    t = psst.time_grid(15.0, 0.01)
     single = simulate(hh_network(I.size, Constant(I), [delayed]), t)
     within = run_partitioned(split_network(I, [delayed], 2), t, exchange_every=40)   # 0.4 ms < 0.5 ms delay
     beyond = run_partitioned(split_network(I, [delayed], 2), t, exchange_every=100)  # 1 ms > 0.5 ms
@@ -145,4 +186,4 @@ def test_partition_refuses_what_it_cannot_split():
         split_network([1.0, 2.0], [], 3)
     blocks = split_network([1.0, 2.0], [], 2)
     with pytest.raises(ValueError, match="one device per block"):
-        run_partitioned(blocks, np.arange(0, 1.0, 0.01), devices=["/cpu:0"])
+        run_partitioned(blocks, psst.time_grid(1.0, 0.01), devices=["/cpu:0"])
