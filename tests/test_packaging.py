@@ -1,0 +1,265 @@
+"""The package as readers install it: on their platforms, with the extras they are told to use.
+
+- requirements.txt resolves from wheels (no compiler) for macOS arm64, Linux x86_64 and Linux aarch64
+  with every Python the project supports (pip's resolver, nothing installed; this needs PyPI);
+- requirements.txt and the extras in pyproject.toml say the same, and the ``test`` extra covers every
+  module the tests and the chapters import;
+- the Makefile refuses a Python TensorFlow does not install on, saying which ones it does;
+- the wheel carries the stored benchmark results and the version from ``psst_helpers.__version__``;
+- without TensorFlow the NumPy half works and the TensorFlow half says how to install it.
+"""
+from __future__ import annotations
+
+import ast
+import importlib.metadata
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+import zipfile
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import nbformat
+import pytest
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # Python 3.10
+    import tomli as tomllib
+
+ROOT = Path(__file__).resolve().parents[1]
+PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
+
+
+def _manylinux(arch: str) -> list[str]:
+    # glibc 2.17 (manylinux2014) to 2.31 (Ubuntu 20.04): pip does not widen a --platform by itself
+    return [f"manylinux_2_{minor}_{arch}" for minor in range(17, 32)] + [f"manylinux2014_{arch}"]
+
+
+# name -> (pip --platform tags, the environment-marker values of such a machine)
+PLATFORMS = {
+    "macOS arm64": (["macosx_12_0_arm64"],  # pip widens a macOS tag to the older releases itself
+                    {"sys_platform": "darwin", "platform_system": "Darwin", "platform_machine": "arm64"}),
+    "Linux x86_64": (_manylinux("x86_64"),
+                     {"sys_platform": "linux", "platform_system": "Linux", "platform_machine": "x86_64"}),
+    "Linux aarch64": (_manylinux("aarch64"),
+                      {"sys_platform": "linux", "platform_system": "Linux", "platform_machine": "aarch64"}),
+}
+
+
+def supported_pythons() -> list[str]:
+    """The Python versions pyproject.toml's classifiers name (those TensorFlow has wheels for)."""
+    versions = [c.rsplit(" :: ", 1)[1] for c in PYPROJECT["project"]["classifiers"]
+                if re.fullmatch(r"Programming Language :: Python :: 3\.\d+", c)]
+    assert versions, "pyproject.toml names no supported Python version in its classifiers"
+    return versions
+
+
+def requirement_lines() -> list[Requirement]:
+    lines = []
+    for line in (ROOT / "requirements.txt").read_text().splitlines():
+        line = line.split("#", 1)[0].strip()
+        if line:
+            lines.append(Requirement(line))
+    return lines
+
+
+def _for_machine(reqs: list[Requirement], markers: dict, python: str) -> list[str]:
+    """The requirements that apply on that machine, markers removed.
+
+    pip evaluates markers for the machine it runs on even with --platform, so they are evaluated here.
+    """
+    env = {**markers, "python_version": python, "python_full_version": python + ".0", "os_name": "posix",
+           "implementation_name": "cpython", "platform_python_implementation": "CPython", "extra": ""}
+    out = []
+    for r in reqs:
+        if r.marker is None or r.marker.evaluate(env):
+            out.append(str(Requirement(str(r).split(";")[0])))
+    return out
+
+
+def _resolve(platform: str, python: str, tmp: Path) -> tuple[str, str, int, str, float]:
+    tags, markers = PLATFORMS[platform]
+    reqs = _for_machine(requirement_lines(), markers, python)
+    folder = tmp / f"{platform.replace(' ', '_')}-{python}"
+    folder.mkdir()
+    (folder / "requirements.txt").write_text("\n".join(reqs) + "\n")
+    # fast-deps: read each wheel's metadata with HTTP range requests; TensorFlow's wheels on PyPI come
+    # without separate metadata files, and pip would otherwise download every one (~250 MB each)
+    cmd = [sys.executable, "-m", "pip", "install", "--dry-run", "--quiet", "--no-input", "--disable-pip-version-check",
+           "--use-feature=fast-deps", "--only-binary=:all:", "--python-version", python, "--implementation", "cp",
+           *[arg for tag in tags for arg in ("--platform", tag)],
+           "--target", str(folder / "target"), "--report", str(folder / "report.json"),
+           "-r", str(folder / "requirements.txt")]
+    start = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+    took = time.perf_counter() - start
+    if proc.returncode != 0:
+        errors = [ln for ln in proc.stderr.splitlines() if "ERROR" in ln or "conflict" in ln.lower()]
+        return platform, python, proc.returncode, "\n".join(errors[-6:]) or proc.stderr[-1500:], took
+    report = json.loads((folder / "report.json").read_text())
+    tf = [f"{i['metadata']['name']} {i['metadata']['version']}" for i in report["install"]
+          if canonicalize_name(i["metadata"]["name"]) in ("tensorflow", "tensorflow-cpu")]
+    return platform, python, 0, ", ".join(tf), took
+
+
+def test_requirements_install_from_wheels_on_every_platform_and_python(tmp_path):
+    combos = [(p, v) for p in PLATFORMS for v in supported_pythons()]
+    start = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=4) as pool:  # mostly waiting on PyPI
+        results = list(pool.map(lambda c: _resolve(*c, tmp_path), combos))
+    for platform, python, rc, info, took in results:
+        print(f"{platform:14s} Python {python:5s} {took:5.1f} s  {'ok: ' + info if rc == 0 else 'FAILED'}")
+    print(f"all {len(combos)} resolved in {time.perf_counter() - start:.0f} s")
+    failed = [f"{platform} with Python {python}:\n{info}" for platform, python, rc, info, _ in results if rc != 0]
+    assert not failed, "requirements.txt cannot be installed from wheels on:\n\n" + "\n\n".join(failed)
+    for platform, python, rc, info, _ in results:
+        want = "tensorflow-cpu" if platform == "Linux x86_64" else "tensorflow "
+        assert info.replace("_", "-").startswith(want), f"{platform}, Python {python} would install {info}"
+
+
+def test_markers_choose_the_tensorflow_that_exists_there():
+    def tensorflow_on(markers):
+        return [Requirement(r).name for r in _for_machine(requirement_lines(), markers, "3.12")
+                if Requirement(r).name.startswith("tensorflow")]
+
+    for platform, (_, markers) in PLATFORMS.items():
+        assert tensorflow_on(markers) == (["tensorflow-cpu"] if platform == "Linux x86_64" else ["tensorflow"]), platform
+    windows = {"sys_platform": "win32", "platform_system": "Windows", "platform_machine": "AMD64"}
+    assert tensorflow_on(windows) == ["tensorflow"]
+
+
+def _extra(name: str, seen: set | None = None) -> list[Requirement]:
+    """An extra's requirements with the package's own extras (``psst_helpers[cpu,...]``) expanded."""
+    seen = set() if seen is None else seen
+    out = []
+    for line in PYPROJECT["project"]["optional-dependencies"][name]:
+        r = Requirement(line)
+        if canonicalize_name(r.name) == canonicalize_name(PYPROJECT["project"]["name"]):
+            for sub in sorted(r.extras - seen):
+                seen.add(sub)
+                out += _extra(sub, seen)
+        else:
+            out.append(r)
+    return out
+
+
+def test_requirements_txt_is_the_union_of_the_extras():
+    core = [Requirement(x) for x in PYPROJECT["project"]["dependencies"]]
+    from_extras = {str(r) for r in core + _extra("test")}
+    from_file = {str(r) for r in requirement_lines()}
+    assert from_file == from_extras, (f"only in requirements.txt: {sorted(from_file - from_extras)}; "
+                                      f"only in pyproject.toml's [test] (with cpu, book, lab): {sorted(from_extras - from_file)}")
+
+
+def _imports(source: str) -> set[str]:
+    names = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            names |= {a.name.split(".")[0] for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names.add(node.module.split(".")[0])
+    return names
+
+
+# run as programs or plugins, not imported: the chapters through nbval, the book, the server, the schema check
+RUN_NOT_IMPORTED = {"nbval", "jupyter-book", "jupyterlab", "check-jsonschema", "ipykernel"}
+
+
+def test_the_test_extra_covers_every_import_of_the_tests_and_chapters():
+    files = sorted((ROOT / "tests").glob("*.py")) + sorted((ROOT / "tools").glob("*.py"))
+    local = {p.stem for p in files} | {"psst_helpers"}
+    imported: dict[str, str] = {}
+    for path in files:
+        for mod in _imports(path.read_text()):
+            imported.setdefault(mod, path.relative_to(ROOT).as_posix())
+    for nb_path in sorted((ROOT / "notebooks").glob("*.ipynb")):
+        nb = nbformat.read(nb_path, as_version=4)
+        for cell in nb.cells:
+            if cell.cell_type == "code":
+                code = "\n".join(ln for ln in cell.source.splitlines() if not ln.lstrip().startswith(("%", "!")))
+                for mod in _imports(code):
+                    imported.setdefault(mod, nb_path.relative_to(ROOT).as_posix())
+    third_party = {m: f for m, f in imported.items() if m not in sys.stdlib_module_names and m not in local
+                   and m != "__future__"}
+    listed = {canonicalize_name(r.name) for r in _extra("test")}
+    listed |= {canonicalize_name(Requirement(x).name) for x in PYPROJECT["project"]["dependencies"]}
+    providers = importlib.metadata.packages_distributions()
+    missing = []
+    for mod, where in sorted(third_party.items()):
+        # a module not installed here (e.g. tomli, for Python 3.10 only) must be listed under its own name
+        dists = {canonicalize_name(d) for d in providers.get(mod, [])} or {canonicalize_name(mod)}
+        if not dists & listed:
+            missing.append(f"{mod} (imported by {where}, from {', '.join(sorted(dists))})")
+    missing += [f"{name} (run by the tests)" for name in sorted(RUN_NOT_IMPORTED) if canonicalize_name(name) not in listed]
+    assert not missing, "not in pyproject.toml's [test] extra:\n" + "\n".join(missing)
+    assert {"tensorflow", "scipy", "nbformat", "yaml"} <= set(third_party), sorted(third_party)
+
+
+def _make(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["make", "--no-print-directory", "-C", str(ROOT), *args], capture_output=True, text=True,
+                          timeout=60)
+
+
+def test_makefile_refuses_a_python_tensorflow_does_not_install_on(tmp_path):
+    makefile = (ROOT / "Makefile").read_text()
+    listed = re.search(r"^PY_VERSIONS\s*:=\s*(.+)$", makefile, re.M).group(1).split()
+    assert listed == supported_pythons(), "the Makefile and pyproject.toml's classifiers name different Pythons"
+
+    too_new = tmp_path / "python3.14"
+    too_new.write_text("#!/bin/sh\necho 3.14\n")  # answers the version question like a Python 3.14 would
+    too_new.chmod(0o755)
+    proc = _make("check-python", f"PYTHON={too_new}", "GOAL=test")
+    assert proc.returncode != 0
+    assert f"{too_new} is Python 3.14" in proc.stdout and "Python 3.10 to 3.13" in proc.stdout, proc.stdout
+    assert "make test PYTHON=python3.12" in proc.stdout
+    missing = _make("check-python", f"PYTHON={tmp_path / 'nothing'}")
+    assert missing.returncode != 0 and "there is no Python called" in missing.stdout
+    ok = _make("check-python", f"PYTHON={sys.executable}")
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+
+
+def test_the_wheel_has_the_stored_results_and_the_version(tmp_path):
+    import psst_helpers
+
+    proc = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "-w", str(tmp_path), str(ROOT)],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    wheel = next(tmp_path.glob("psst_helpers-*.whl"))
+    assert wheel.name.startswith(f"psst_helpers-{psst_helpers.__version__}-")
+    names = zipfile.ZipFile(wheel).namelist()
+    stored = {p.name for p in (ROOT / "psst_helpers" / "bench" / "results").glob("*.csv")}
+    assert stored and {f"psst_helpers/bench/results/{n}" for n in stored} <= set(names)
+    assert not [n for n in names if n.endswith("bench_brian2.py")], "the Brian2 script is not part of the package"
+    assert not [n for n in names if n.startswith(("tests/", "benchmarks/", "notebooks/"))]
+
+
+def test_without_tensorflow_the_numpy_half_works_and_the_rest_says_how_to_install(tmp_path):
+    code = (
+        "import sys; sys.modules['tensorflow'] = None  # as if it were not installed\n"
+        "import numpy as np, psst_helpers as psst\n"
+        "print(psst.odeint_np(lambda y, t: -y, np.ones(2), np.linspace(0, 1, 11))[-1][0])\n"
+        "assert {'odeint', 'Integrator', 'networks', 'distributed'} <= set(dir(psst))\n"
+        "psst.odeint\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, env=env,
+                          timeout=120)
+    assert proc.returncode != 0
+    assert abs(float(proc.stdout) - 0.3679) < 1e-3, proc.stdout + proc.stderr  # exp(-1), from the NumPy solver
+    assert "ModuleNotFoundError: psst_helpers.odeint needs TensorFlow" in proc.stderr, proc.stderr[-2000:]
+    assert 'pip install "psst_helpers[cpu]"' in proc.stderr
+
+
+def test_dir_lists_the_lazily_loaded_names_and_the_version_is_defined_once():
+    import psst_helpers
+
+    assert set(psst_helpers.__all__) <= set(dir(psst_helpers))
+    assert PYPROJECT["tool"]["setuptools"]["dynamic"]["version"] == {"attr": "psst_helpers.__version__"}
+    assert "version" in PYPROJECT["project"]["dynamic"] and "version" not in PYPROJECT["project"]
+    assert re.fullmatch(r"\d+\.\d+\.\d+", psst_helpers.__version__)
