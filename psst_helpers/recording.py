@@ -485,6 +485,9 @@ class _FolderLock:
                     try:
                         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                     except BlockingIOError:
+                        held = os.pread(fd, 256, 0).decode(errors="replace").split()  # written after we read
+                        pid = int(held[0]) if held and held[0].isdigit() else pid
+                        host = held[1] if len(held) > 1 else host
                         raise RunLockedError(
                             f"{self.path.parent} is being written by another run (process {pid} on {host}); wait "
                             "for it to finish or stop it, or write this run to another folder") from None
