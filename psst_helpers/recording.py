@@ -852,9 +852,11 @@ def run(
     meta["fingerprint"] = _fingerprint(meta)
     _check_out(out)
 
+    # Refused before anything is written (no lock file in someone else's folder); checked again under the lock.
+    previous, _ = _read_meta(out)
+    _refuse_another_run(out, meta, previous, overwrite)
     # A finished, intact run is returned without writing anything (a read-only folder works).
     if not overwrite and (out / CHECKPOINT).exists():
-        previous, _ = _read_meta(out)
         if previous is not None and previous.get("fingerprint") == meta["fingerprint"]:
             try:
                 found, ck = _read_checkpoint(out / CHECKPOINT)
@@ -937,6 +939,24 @@ def run(
     return Recording(out)
 
 
+def _refuse_another_run(out: Path, meta: Dict[str, Any], previous: Optional[Dict[str, Any]],
+                        overwrite: bool) -> set:
+    """Raise OutputExistsError if ``out`` holds another run or other files; return the run's own file names."""
+    own = _run_files(meta) | (_run_files(previous) if previous else set())
+    if overwrite or not out.is_dir():
+        return own
+    if previous is not None:
+        if previous.get("fingerprint") != meta["fingerprint"]:
+            raise OutputExistsError(f"{out} holds a different run: {_differences(previous, meta)} use another folder "
+                                    "or pass overwrite=True (--overwrite) to replace it")
+        return own
+    foreign = [p.name for p in out.iterdir() if not _is_own(p.name, own)]
+    if foreign:
+        raise OutputExistsError(f"{out} exists and is not a psst run folder (it holds {sorted(foreign)[:3]}); "
+                                "choose an empty folder or pass overwrite=True (--overwrite)")
+    return own
+
+
 def _prepare(out: Path, meta: Dict[str, Any], model: Any, y0: Any, layout: _Layout, geo: _Geometry,
              overwrite: bool, names: Sequence[str], rec_leaves: Sequence[Any]):
     """Under the lock: decide where to start, after clearing, verifying and repairing the folder.
@@ -945,20 +965,12 @@ def _prepare(out: Path, meta: Dict[str, Any], model: Any, y0: Any, layout: _Layo
     ``old_crc`` those of chunks about to be recomputed (to notice a recomputation that differs).
     """
     previous, has_meta = _read_meta(out)
-    own = _run_files(meta) | (_run_files(previous) if previous else set())
-    foreign = [p.name for p in out.iterdir() if not _is_own(p.name, own)]
+    own = _refuse_another_run(out, meta, previous, overwrite)
     n_specs = len(names) + 1
     empty = np.zeros((n_specs, 0), dtype=np.uint32)
     ck: Optional[_Checkpoint] = None
     if overwrite:
         _clear(out, own)
-    elif previous is not None:
-        if previous.get("fingerprint") != meta["fingerprint"]:
-            raise OutputExistsError(f"{out} holds a different run: {_differences(previous, meta)} use another folder "
-                                    "or pass overwrite=True (--overwrite) to replace it")
-    elif foreign:
-        raise OutputExistsError(f"{out} exists and is not a psst run folder (it holds {sorted(foreign)[:3]}); "
-                                "choose an empty folder or pass overwrite=True (--overwrite)")
     if not overwrite and (out / CHECKPOINT).exists():
         if previous is None:  # meta.json deleted or damaged: trust the folder only if the checkpoint is ours
             found, _ = _read_checkpoint(out / CHECKPOINT)
