@@ -727,10 +727,10 @@ def _write_error(exc: OSError, where: Path, kept: str) -> RunWriteError:
     if code in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
         advice = "free some disk space (or raise the quota)"
     elif code in (errno.EACCES, errno.EPERM, errno.EROFS):
-        advice = "make the folder writable, or choose another output folder"
+        advice = "make the folder writable (or give another output folder)"
     else:
         advice = "fix the cause"
-    return RunWriteError(f"cannot write {exc.filename or where}: {exc.strerror or exc}; {kept}: {advice} and run "
+    return RunWriteError(f"cannot write {exc.filename or where}: {exc.strerror or exc}; {kept}: {advice}, then run "
                          "the same command again", errno=code, filename=str(exc.filename or where))
 
 
