@@ -4,7 +4,8 @@
 
 Each run goes through ``python -m psst_helpers run locust`` under ``/usr/bin/time -v``; the table
 gives wall time and peak resident memory (RSS). The runner keeps one chunk in memory, so the
-10 s run should need no more than ~1.2x the memory of the 1 s run.
+10 s run should need no more than ~1.2x the memory of the 1 s run. It also times
+``load_run``'s check of every written chunk against its checksum (what a resume reads first).
 """
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import re
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 
@@ -27,6 +29,16 @@ def measure(duration_ms: float, folder: Path) -> tuple[float, float]:
     return seconds, rss_kb / 1024
 
 
+def verify_seconds(folder: Path) -> tuple[float, float]:
+    """Seconds ``load_run`` takes to verify the run in ``folder``, and the MB of data it read."""
+    from psst_helpers.recording import load_run
+
+    start = time.perf_counter()
+    load_run(folder)
+    seconds = time.perf_counter() - start
+    return seconds, sum(p.stat().st_size for p in folder.glob("*.npy")) / 1e6
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--durations-ms", type=float, nargs="+", default=[1000.0, 10000.0])
@@ -34,11 +46,14 @@ def main() -> int:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for d in a.durations_ms:
-            wall, rss = measure(d, Path(tmp) / f"locust_{int(d)}")
+            folder = Path(tmp) / f"locust_{int(d)}"
+            wall, rss = measure(d, folder)
+            check_s, mb = verify_seconds(folder)
             rows.append((d, wall, rss))
-            print(f"locust {d / 1000:6.1f} s simulated: wall {wall:7.1f} s, peak RSS {rss:7.0f} MiB", flush=True)
+            print(f"locust {d / 1000:6.1f} s simulated: wall {wall:7.1f} s, peak RSS {rss:7.0f} MiB; "
+                  f"verifying its {mb:.0f} MB takes {check_s:.2f} s", flush=True)
     if len(rows) > 1:
-        print(f"peak RSS ratio {rows[-1][0] / 1000:.0f} s / {rows[0][0] / 1000:.0f} s: {rows[-1][2] / rows[0][2]:.2f}")
+        print(f"peak RSS ratio {rows[-1][0] / 1000:g} s / {rows[0][0] / 1000:g} s: {rows[-1][2] / rows[0][2]:.2f}")
     return 0
 
 
