@@ -25,7 +25,7 @@ from .synapses import ACH, GABA_A, SynapseGroup, check_connectivity
 
 __all__ = [
     "Model", "simulate", "hh_network", "hh_derivatives", "single_neuron", "hh_population", "three_neuron_network",
-    "locust_antennal_lobe", "locust_derivatives", "network_inputs", "LOCUST", "NEVER_FIRED", "TIME_ENTRIES",
+    "locust_antennal_lobe", "locust_derivatives", "network_inputs", "integrator_for", "cast_state", "LOCUST", "NEVER_FIRED", "TIME_ENTRIES",
 ]
 
 #: ``t_fire`` of a neuron that has not fired yet: far enough in the past that no synapse is active.
@@ -91,7 +91,13 @@ _INTEGRATORS: "OrderedDict[Hashable, Any]" = OrderedDict()
 _MAX_INTEGRATORS = 16
 
 
-def _integrator_for(model: Model, method: str, record: Any, every: int, xla: bool):
+def integrator_for(model: Model, *, method: str = "rk4", record: Any = ("V",), every: int = 1, xla: bool = True):
+    """The compiled :class:`~psst_helpers.Integrator` that :func:`simulate` uses for ``model`` and these options.
+
+    It is shared by every model with the same :attr:`Model.key`; its ``traces`` attribute counts how
+    often the loop was traced (once per state dtype and grid length), e.g. to check that a sweep
+    compiled once.
+    """
     from .solvers.tf_solver import Integrator
 
     rec = tuple(record) if isinstance(record, (list, tuple)) else record
@@ -147,7 +153,7 @@ def simulate(
                          post_step=model.post_step, return_final=return_final)
     if backend not in ("tensorflow", "tf"):
         raise ValueError(f"backend must be 'numpy' or 'tensorflow', got {backend!r}")
-    integ = _integrator_for(model, method, record, every, xla)
+    integ = integrator_for(model, method=method, record=record, every=every, xla=xla)
     out = integ(start, t, return_final=return_final)
     return tree_map(lambda x: x.numpy(), out)
 

@@ -1,0 +1,222 @@
+"""The network engine: synapse storage and products, the locust kernels against an independent reference,
+time kept in float64, compiled loops reused across calls and sweeps, and bad input refused at the door."""
+import numpy as np
+import pytest
+
+import psst_helpers as psst
+from psst_helpers import networks as nw
+from psst_helpers.errors import InputDtypeError, NonFiniteInputError
+from psst_helpers.stimuli import Constant, LocustOdor, OnGrid, Pulses
+from psst_helpers.synapses import SynapseGroup
+
+from locust_reference import ln_rhs, pn_rhs, spike_times as reference_spike_times
+
+tf = pytest.importorskip("tensorflow")
+
+
+# --- one open fraction per presynaptic neuron ---------------------------------------------------------------
+
+def test_per_presynaptic_and_per_synapse_storage_agree_on_the_locust():
+    # exact in exact arithmetic (synapses leaving one neuron share O(t)); in float64 only the order of the
+    # sums differs: the bound of 1e-9 mV over 200 ms (20,000 steps) leaves room for that rounding alone
+    t = psst.time_grid(200.0, 0.01)
+    runs = {s: nw.simulate(nw.locust_antennal_lobe(0, storage=s), t, record=("V", "spikes"), every=10)
+            for s in ("pre", "synapse")}
+    assert runs["pre"]["spikes"][-1].sum() > 0  # the comparison covers spiking, coupled activity
+    assert np.max(np.abs(runs["pre"]["V"] - runs["synapse"]["V"])) <= 1e-9
+    model = nw.locust_antennal_lobe(0)
+    C_ach = model.arrays["C_ach"]
+    assert model.initial_state["syn"]["ach"].size == np.count_nonzero(C_ach.any(axis=0)) < C_ach.sum()
+
+
+def test_dense_and_sparse_products_give_the_same_network():
+    rng = np.random.default_rng(5)
+    n = 40
+    C = (rng.random((n, n)) < 0.2) & ~np.eye(n, dtype=bool)
+    t = psst.time_grid(30.0, 0.01)
+    out = {}
+    for product in ("dense", "sparse"):
+        exc = np.arange(n) < 20  # the first 20 neurons excite, the others inhibit
+        groups = [SynapseGroup.from_matrix("ach", C & exc[None, :], product=product),
+                  SynapseGroup.from_matrix("gaba", C & ~exc[None, :], product=product)]
+        assert all(g.dense == (product == "dense") for g in groups)
+        model = nw.hh_network(n, Constant(np.linspace(4.0, 12.0, n)), groups)
+        out[product] = nw.simulate(model, t, record=("V", "syn"))
+    assert np.max(np.abs(out["dense"]["V"] - out["sparse"]["V"])) < 1e-10
+    assert np.max(out["dense"]["syn"]["ach"]) > 0.1
+
+
+def test_per_presynaptic_storage_refuses_start_values_that_differ_within_a_neuron():
+    with pytest.raises(ValueError, match=r"neuron 1 start at different open fractions.*storage='synapse'"):
+        SynapseGroup("gaba", pre=[0, 1, 1], post=[1, 2, 3], n_neurons=4, O0=[0.1, 0.2, 0.3])
+    same = SynapseGroup("gaba", pre=[0, 1, 1], post=[1, 2, 3], n_neurons=4, O0=[0.1, 0.3, 0.3])
+    np.testing.assert_array_equal(same.initial_state(), [0.1, 0.3])
+    per_syn = SynapseGroup("gaba", pre=[0, 1, 1], post=[1, 2, 3], n_neurons=4, O0=[0.1, 0.2, 0.3], storage="synapse")
+    np.testing.assert_array_equal(per_syn.initial_state(), [0.1, 0.2, 0.3])
+
+
+# --- the locust's two cell types against scipy.integrate.solve_ivp ------------------------------------------
+
+@pytest.mark.parametrize("cell,amp,dt,y0", [
+    # the PN's A-current switches its tau_h discontinuously at -63 mV, which costs RK4 its order: at
+    # dt = 0.01 ms the fifth crossing is off by 0.016 ms, at 0.005 ms by 4e-4 ms; the PN is checked at 0.005
+    ("PN", 10.0, 0.005, [-70.0, 0, 0, 0, 0, 0]),
+    ("LN", 5.0, 0.01, [-70.0, 0, 0, 0, 0, 2.4e-4]),
+])
+def test_locust_cell_spike_times_match_scipy(cell, amp, dt, y0):
+    pulse = (20.0, 120.0, amp)
+    ref = reference_spike_times(pn_rhs if cell == "PN" else ln_rhs, y0, pulse, 150.0)
+    sizes = {"n_pn": 1, "n_ln": 0} if cell == "PN" else {"n_pn": 0, "n_ln": 1}
+    model = nw.locust_antennal_lobe(0, **sizes, C_ach=np.zeros((1, 1)), C_gaba=np.zeros((1, 1)), noise=0.0,
+                                    stimulus=Pulses(1, [(0, *pulse)]))
+    t = psst.time_grid(150.0, dt)
+    ours = psst.spike_times(nw.simulate(model, t)["V"], t)[0]
+    assert len(ref) >= 3 and len(ours) == len(ref)
+    # our spike time is the start of the step of the crossing: never after it, at most 0.02 ms before
+    lag = ref - ours
+    assert np.all(lag >= 0.0) and np.all(lag <= 0.02), lag
+
+
+# --- time in float64 ---------------------------------------------------------------------------------------
+
+def _pulsed_pair(t0: float):
+    """X1 -(ACh)-> X2 -(GABA_A)-> X3 with 5 ms pulses into X1 every 20 ms, starting at t0."""
+    pulses = [(0, t0 + 5.0 + 20.0 * k, t0 + 10.0 + 20.0 * k, 15.0) for k in range(3)]
+    groups = [SynapseGroup("ach", pre=[0], post=[1], n_neurons=3, g=[0.0, 2.0, 0.0]),
+              SynapseGroup("gaba", pre=[1], post=[2], n_neurons=3)]
+    model = nw.hh_network(3, Pulses(3, pulses + [(2, t0, t0 + 70.0, 8.0)]), groups)
+    return model, t0 + 0.01 * np.arange(7001)
+
+
+def test_float32_network_far_from_time_zero_keeps_exact_spike_times():
+    # float32 spacing at 2e5 ms is 0.0156 ms: as coarse as the step and the 0.3 ms transmitter window.
+    # Time and spike times are kept in float64, so a float32 run at t0 = 2e5 ms is the run at t0 = 0
+    # shifted (to one step: the grid's own float64 rounding can move a pulse edge by one step).
+    runs = {}
+    for t0 in (0.0, 2e5):
+        model, t = _pulsed_pair(t0)
+        out = nw.simulate(model, t, dtype=np.float32, record=("V", "t_fire"))
+        assert out["V"].dtype == np.float32 and out["t_fire"].dtype == np.float64
+        fired = out["t_fire"][-1] > nw.NEVER_FIRED
+        assert fired.all()
+        # t_fire is the start time of a step: exactly a point of the grid
+        assert np.all(np.isin(out["t_fire"][-1], t))
+        runs[t0] = psst.spike_times(out["V"], t)
+    a, b = runs[0.0], runs[2e5]
+    assert [len(s) for s in a] == [len(s) for s in b] and len(a[1]) >= 3  # X2 follows X1 through ACh
+    for x, y in zip(a, b):
+        np.testing.assert_allclose(y - 2e5, x, atol=0.01 + 1e-6)
+    # with the spike times in float32 (what the book did before), they fall off the grid by up to
+    # half of float32's spacing there
+    model, t = _pulsed_pair(2e5)
+    y0 = model.state(np.float32)
+    y0["t_fire"] = y0["t_fire"].astype(np.float32)
+    out = psst.odeint(model.derivatives, y0, t, post_step=model.post_step, record=("t_fire",))
+    coarse = out["t_fire"].numpy()[-1]
+    assert coarse.dtype == np.float32
+    coarse = coarse.astype(np.float64)
+    off_grid = np.min(np.abs(coarse[:, None] - t[None, :]), axis=1)
+    assert np.max(off_grid) > 1e-3
+
+
+# --- compile once --------------------------------------------------------------------------------------------
+
+def test_second_simulate_of_a_model_does_not_retrace():
+    model = nw.three_neuron_network()
+    t = psst.time_grid(20.0, 0.01)
+    first = nw.simulate(model, t)
+    integ = nw.integrator_for(model)
+    assert integ.traces == 1
+    again = nw.simulate(nw.three_neuron_network(), t)  # a new object with the same structure
+    assert integ.traces == 1
+    np.testing.assert_array_equal(first["V"], again["V"])
+
+
+def test_a_sweep_of_currents_and_conductances_compiles_once():
+    t = psst.time_grid(30.0, 0.01)
+    currents = np.linspace(0.0, 10.0, 20)
+    counts = []
+    for I in currents:
+        model = nw.hh_population(np.full(3, I))
+        counts.append(nw.simulate(model, t, record=("spikes",))["spikes"][-1, 0])
+    assert nw.integrator_for(nw.hh_population(np.zeros(3)), record=("spikes",)).traces == 1
+    assert counts[0] == 0 and counts[-1] > counts[len(counts) // 2] > 0  # each run used its own current
+    # conductances and stimulus amplitudes are inputs too: every value agrees with the NumPy solver
+    for g in (0.0, 2.0):
+        ach = SynapseGroup("ach", pre=[0], post=[1], n_neurons=2, g=g)
+        model = nw.hh_network(2, Pulses(2, [(0, 2.0, 8.0, 10.0 + g)]), [ach])
+        got = nw.simulate(model, t)["V"]
+        np.testing.assert_allclose(got, nw.simulate(model, t, backend="numpy")["V"], atol=1e-9)
+    assert nw.integrator_for(model).traces == 1
+
+
+def test_on_grid_input_takes_the_step_that_contains_t():
+    values = np.arange(10, dtype=float)[None, :]  # step k has value k
+    stim = OnGrid(values, dt=0.1)
+    assert stim(0.36, np.zeros(1))[0] == 3.0  # floor, not the nearest step (4)
+    assert stim(0.3 - 1e-13, np.zeros(1))[0] == 3.0  # float rounding just below a grid point
+    assert stim(0.3 - 1e-6, np.zeros(1))[0] == 2.0
+    assert float(stim(tf.constant(0.36, tf.float64), tf.zeros(1, tf.float64))[0]) == 3.0
+
+
+# --- bad input is refused before integrating ------------------------------------------------------------------
+
+@pytest.mark.parametrize("bad", [2, -1, 0.5, 1.7, 256])
+def test_connectivity_must_be_zero_or_one(bad):
+    C = np.zeros((4, 4))
+    C[2, 1] = bad
+    with pytest.raises(ValueError, match=r"C\[2, 1\] = "):
+        SynapseGroup.from_matrix("ach", C)
+    C_big = np.zeros((120, 120))
+    C_big[100, 3] = bad
+    with pytest.raises(ValueError, match=r"C\[100, 3\]"):
+        nw.locust_antennal_lobe(0, C_ach=C_big)
+
+
+def test_self_connections_only_when_asked():
+    C = np.zeros((3, 3), int)
+    C[1, 1] = 1
+    with pytest.raises(ValueError, match="neuron 1 to itself"):
+        SynapseGroup.from_matrix("gaba", C)
+    assert SynapseGroup.from_matrix("gaba", C, allow_self=True).size == 1
+
+
+@pytest.mark.parametrize("targets,message", [([-1], "outside"), ([0.5], "whole"), ([3, 3], "listed 2 times"),
+                                             ([120], "outside")])
+def test_stimulated_neurons_are_checked(targets, message):
+    with pytest.raises(ValueError, match=message):
+        nw.locust_antennal_lobe(0, stimulated=targets)
+    with pytest.raises(ValueError, match=message):
+        LocustOdor(120, targets)
+
+
+def test_synapse_group_rejects_unknown_parameters_and_wrong_lengths():
+    with pytest.raises(ValueError, match=r"unknown ach synapse parameter\(s\) \['tau'\]"):
+        SynapseGroup("ach", pre=[0], post=[1], n_neurons=2, params={"tau": 1.0})
+    with pytest.raises(ValueError, match=r"g must be .* one value per postsynaptic neuron \(2\)"):
+        SynapseGroup("ach", pre=[0], post=[1], n_neurons=2, g=[0.1, 0.2, 0.3])
+    with pytest.raises(ValueError, match="whole neuron indices"):
+        SynapseGroup("ach", pre=[0.5], post=[1], n_neurons=2)
+
+
+def test_non_finite_inputs_are_refused_naming_the_entry():
+    model = nw.three_neuron_network()
+    y0 = model.state()
+    y0["V"][2] = np.nan
+    with pytest.raises(NonFiniteInputError, match=r"\['V'\]\[2\]"):
+        nw.simulate(model, psst.time_grid(1.0, 0.01), y0=y0)
+    y0 = model.state()
+    y0["par"]["syn"]["ach"]["g"][1] = np.inf
+    with pytest.raises(NonFiniteInputError, match=r"\['par'\]\['syn'\]\['ach'\]\['g'\]\[1\]"):
+        nw.simulate(model, psst.time_grid(1.0, 0.01), y0=y0, backend="numpy")
+    with pytest.raises(ValueError, match="injected current must be finite"):
+        Constant([1.0, np.nan])
+    with pytest.raises(ValueError, match="finite"):
+        nw.hh_network(1, Constant([1.0]), params={"g_Na": np.nan})
+
+
+def test_float16_is_refused():
+    with pytest.raises(TypeError, match="float16"):
+        nw.simulate(nw.single_neuron(), psst.time_grid(1.0, 0.01), dtype=np.float16)
+    with pytest.raises(InputDtypeError, match="float16"):
+        psst.odeint_np(lambda y, t: -y, np.ones(2, np.float16), psst.time_grid(1.0, 0.1))
