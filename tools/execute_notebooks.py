@@ -1,6 +1,7 @@
 """Execute chapter notebooks top to bottom in a fresh kernel and store their outputs (full-size runs).
 
     python tools/execute_notebooks.py notebooks/ch01_numerical_integration.ipynb [...]
+    python tools/execute_notebooks.py --tidy notebooks/ch05_optimal_mind_control.ipynb   # streams only
 
 The stored outputs are what readers see online, so they always come from the full run: ``PSST_QUICK``
 (the smaller sizes that ``make test`` asks for) is removed from the environment. TensorFlow's C++ log
@@ -35,18 +36,40 @@ def execute(path: Path, timeout: int = 1800) -> float:
     nb = nbformat.read(path, as_version=4)
     start = time.perf_counter()
     NotebookClient(nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}).execute()
-    for cell in nb.cells:
-        for out in cell.get("outputs", []):
-            if out.output_type == "stream":
-                out.text = final_text(out.text)
-        if cell.cell_type == "code":   # a stream left empty (only overwritten text) is not worth showing
-            cell.outputs = [o for o in cell.outputs if o.output_type != "stream" or o.text.strip()]
+    tidy_streams(nb)
     nbformat.write(nb, path)
     return time.perf_counter() - start
+
+
+def tidy_streams(nb) -> None:
+    """Store streams as a reader's screen shows them: consecutive pieces of one stream joined into one
+    output, text overwritten by a carriage return (a progress bar's earlier states) dropped, and a
+    stream left empty by that removed."""
+    for cell in nb.cells:
+        if cell.cell_type != "code":
+            continue
+        outputs = []
+        for out in cell.outputs:
+            last = outputs[-1] if outputs else None
+            if (out.output_type == "stream" and last is not None and last.output_type == "stream"
+                    and last.name == out.name):
+                last.text += out.text
+            else:
+                outputs.append(out)
+        for out in outputs:
+            if out.output_type == "stream":
+                out.text = final_text(out.text)
+        cell.outputs = [o for o in outputs if o.output_type != "stream" or o.text.strip()]
 
 
 if __name__ == "__main__":
     if len(sys.argv) < 2:
         sys.exit(__doc__)
+    if sys.argv[1] == "--tidy":           # only tidy the stored streams of already executed notebooks
+        for arg in sys.argv[2:]:
+            book = nbformat.read(arg, as_version=4)
+            tidy_streams(book)
+            nbformat.write(book, arg)
+        sys.exit(0)
     for arg in sys.argv[1:]:
         print(f"{arg}: executed in {execute(Path(arg)):.1f} s", flush=True)
