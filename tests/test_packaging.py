@@ -201,6 +201,26 @@ def test_the_test_extra_covers_every_import_of_the_tests_and_chapters():
     assert {"tensorflow", "scipy", "nbformat", "yaml"} <= set(third_party), sorted(third_party)
 
 
+def test_chapters_read_no_file_of_the_repository_by_path():
+    """In Colab a chapter has the installed package, not the repository: what it reads must ship with it."""
+    offenders = []
+    for nb_path in sorted((ROOT / "notebooks").glob("*.ipynb")):
+        nb = nbformat.read(nb_path, as_version=4)
+        for cell in nb.cells:
+            if cell.cell_type != "code":
+                continue
+            code = "\n".join(ln for ln in cell.source.splitlines() if not ln.lstrip().startswith(("%", "!")))
+            for node in ast.walk(ast.parse(code)):
+                if isinstance(node, ast.Constant) and isinstance(node.value, str) and 0 < len(node.value) < 200 \
+                        and "\n" not in node.value:
+                    target = (nb_path.parent / node.value).resolve()
+                    # a file of the checkout, or a path up out of notebooks/ (a moved file would pass otherwise)
+                    if ROOT in target.parents and (target.is_file() or node.value.startswith("../")):
+                        offenders.append(f"{nb_path.name} reads {node.value!r}")
+    assert not offenders, ("chapters read files that only a clone of the repository has (ship them as package "
+                           "data, e.g. psst_helpers.bench.stored_results(name)):\n" + "\n".join(offenders))
+
+
 def _make(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(["make", "--no-print-directory", "-C", str(ROOT), *args], capture_output=True, text=True,
                           timeout=60)
