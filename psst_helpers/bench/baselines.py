@@ -71,7 +71,10 @@ def original_design_run(model, t: np.ndarray, dtype=np.float64) -> dict:
     from .._tree import flatten, unflatten
     from ..solvers.schemes import rk4_step
 
-    y0 = model.state(dtype)
+    from .._tree import tree_map
+
+    # the original design had one dtype for everything, time and spike times included
+    y0 = tree_map(lambda x: np.asarray(x, dtype), model.state(dtype))
     leaves0, treedef = flatten(y0)
     tt = tf.constant(np.asarray(t, dtype))
     dts = tf.constant(np.diff(np.asarray(t, np.float64)).astype(dtype))
@@ -114,7 +117,7 @@ def eager_rk4(func: Callable, y0: np.ndarray, t: np.ndarray) -> np.ndarray:
     return y[0].numpy()
 
 
-def original_hh_population(I_inj: np.ndarray, dtype) -> Callable:
+def original_hh_population(I_inj: np.ndarray, dtype) -> Callable:  # noqa: D401
     """The original tutorial's HH population: flat ``[V..., m..., h..., n...]`` state, naive rate formulas.
 
     Parameters
@@ -151,3 +154,45 @@ def original_hh_population(I_inj: np.ndarray, dtype) -> Callable:
         return tf.concat([dV, dm, dh, dn], 0)
 
     return f
+
+
+def bare_hh_population(I_inj: np.ndarray, t: np.ndarray, dtype, every: int = 10) -> Callable[[], np.ndarray]:
+    """The yardstick for the HH kernel's speed: the same equations as
+    :func:`psst_helpers.networks.hh_population`, RK4, V stored every ``every`` steps, in one XLA while
+    loop, with nothing else: no spike tracking, no guard at the rates' removable singularities (so a
+    float32 run can leave neurons NaN), constants baked in, a uniform grid.
+
+    Returns
+    -------
+    callable
+        ``run() -> V`` of shape ``[len(t[::every]), n]`` (mV).
+    """
+    import tensorflow as tf
+
+    n = I_inj.size
+    dt = float(t[1] - t[0])
+    n_rec = (len(t) - 1) // every
+    tf_dt = tf.as_dtype(np.dtype(dtype))
+    f = original_hh_population(I_inj, tf_dt)
+    X0 = tf.constant(np.concatenate([np.full(n, -71.0), np.zeros(3 * n)]).astype(dtype))
+
+    @tf.function(jit_compile=True)
+    def run(X):
+        h = tf.constant(dt, tf_dt)
+
+        def step(X, tm):
+            k1 = f(X, tm)
+            k2 = f(X + 0.5 * h * k1, tm)
+            k3 = f(X + 0.5 * h * k2, tm)
+            k4 = f(X + h * k3, tm)
+            return X + h / 6.0 * (k1 + 2.0 * (k2 + k3) + k4)
+
+        def outer(r, X, ta):
+            X = tf.while_loop(lambda i, X: i < every, lambda i, X: (i + 1, step(X, 0.0)), (0, X))[1]
+            return r + 1, X, ta.write(r, X[:n])
+
+        ta = tf.TensorArray(tf_dt, size=n_rec, element_shape=[n])
+        _, X, ta = tf.while_loop(lambda r, *_: r < n_rec, outer, (0, X, ta))
+        return tf.concat([X0[None, :n], ta.stack()], 0)
+
+    return lambda: run(X0).numpy()

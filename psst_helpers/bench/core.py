@@ -4,7 +4,8 @@
     loop, the original tutorial's design (a graph-mode ``tf.scan`` that stores every step), optionally
     a loop of eager TensorFlow operations, and psst's compiled loop without and with XLA;
 (b) neuron-steps per second of an HH population (dt 0.01 ms, V recorded every 10 steps), float32 and
-    float64, the original design against psst.
+    float64: psst against the original design and against a bare XLA kernel of the same equations
+    (no spike tracking, no singularity guard: the yardstick of what the kernel itself costs).
 """
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from typing import Iterator, List
 
 import numpy as np
 
-from .baselines import eager_rk4, original_hh_population, original_scan_rk4
+from .baselines import bare_hh_population, eager_rk4, original_hh_population, original_scan_rk4
 from .cli import register
 from .harness import Row, timed, total_memory_bytes
 
@@ -105,6 +106,8 @@ def bench_hh(sizes: List[int], duration_ms: float, repeats: int, dtypes=("float6
                 integ = Integrator(model.derivatives, post_step=model.post_step, record=("V",), every=10, xla=xla)
                 y0 = model.state(np_dt)
                 results["psst_xla" if xla else "psst_graph"] = (lambda i, y: lambda: i(y, t)["V"].numpy())(integ, y0)
+            # the yardstick: the same equations with nothing else (no spike tracking, no singularity guard)
+            results["bare_xla"] = bare_hh_population(I_inj, t, np_dt, every=10)
             # original design: stores the whole state at every step, twice over inside tf.scan
             need = 2 * (steps + 1) * 4 * n * np_dt.itemsize
             if need < 0.4 * mem:
@@ -128,6 +131,11 @@ def bench_hh(sizes: List[int], duration_ms: float, repeats: int, dtypes=("float6
                              "compile_s": compile_s, "min_s": spread[0], "max_s": spread[1],
                              "neuron_steps_per_s": n * steps / med, "nan_neurons": nan_neurons,
                              "max_abs_diff": diff, "note": ""})
+            # psst against the bare kernel, measured side by side in this run
+            mine = {r["variant"]: r for r in rows if r["size"] == n and r["dtype"] == dtype}
+            if "bare_xla" in mine:
+                for name in ("psst_xla", "psst_graph"):
+                    mine[name]["note"] = f"{mine['bare_xla']['run_s'] / mine[name]['run_s']:.2f}x the bare kernel's speed"
     return rows
 
 
