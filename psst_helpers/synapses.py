@@ -25,7 +25,7 @@ kind), in increasing neuron order (:attr:`SynapseGroup.sources`).
 an ``[n_post, n_sources]`` block, and multiplies it with O: no index arithmetic, the fastest
 choice while the block is small. ``"sparse"`` gathers O per synapse and sums per postsynaptic
 neuron (cost and memory grow with the number of synapses S, not with n^2). Measured on a 2-core
-CPU (AMD EPYC, TF 2.21), one product per iteration of an XLA while loop, float64, time per product,
+CPU (Intel Xeon, TF 2.21), one product per iteration of an XLA while loop, float64, time per product,
 random connectivity with probability p (one run on a shared machine):
 
 ============================  ==========  =========  =========
