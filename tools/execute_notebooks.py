@@ -28,7 +28,7 @@ def final_text(text: str) -> str:
     return _OVERWRITTEN.sub("", text)
 
 
-def execute(path: Path, timeout: int = 1800) -> float:
+def execute(path: Path, timeout: int = 3600) -> float:
     """Run ``path`` in a fresh ``python3`` kernel from its own folder and write it back with outputs; seconds."""
     os.environ.update({"TF_CPP_MIN_LOG_LEVEL": "3", "TF_ENABLE_ONEDNN_OPTS": "0",
                        "MPLBACKEND": "module://matplotlib_inline.backend_inline"})
