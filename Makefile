@@ -45,7 +45,7 @@ book: $(STAMP)
 
 # The Brian2 environment is built first so that the Brian2 spike-count cross-check runs too.
 test: $(STAMP) brian2-venv
-	PSST_QUICK=1 PSST_FAST=1 MPLBACKEND=Agg TF_CPP_MIN_LOG_LEVEL=3 TF_ENABLE_ONEDNN_OPTS=0 \
+	PSST_QUICK=1 MPLBACKEND=Agg TF_CPP_MIN_LOG_LEVEL=3 TF_ENABLE_ONEDNN_OPTS=0 \
 	  $(PY) -m pytest tests $(wildcard notebooks/*.ipynb) --nbval-lax --nbval-cell-timeout=600
 
 # JupyterLab on notebooks/, with this environment's Python registered as the kernel "PSST (.venv)".

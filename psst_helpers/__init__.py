@@ -13,7 +13,8 @@ from __future__ import annotations
 import importlib
 import sys
 
-from .errors import InputDtypeError, NonFiniteStateError, PSSTError, StateShapeError, TimeGridError
+from .errors import (InputDtypeError, NonFiniteInputError, NonFiniteStateError, PSSTError, StateShapeError,
+                     TimeGridError)
 from .solvers import odeint_np
 
 # The one place the version is written (pyproject.toml reads it from here). Each release is tagged
@@ -44,7 +45,8 @@ __all__ = [
     "odeint_np", "odeint", "Integrator", "Model", "simulate", "spike_times", "time_grid",
     "neurons", "synapses", "networks", "events", "analysis", "stimuli", "recording",
     "distributed", "partition",
-    "PSSTError", "InputDtypeError", "TimeGridError", "StateShapeError", "NonFiniteStateError", "__version__",
+    "PSSTError", "InputDtypeError", "TimeGridError", "StateShapeError", "NonFiniteInputError", "NonFiniteStateError",
+    "__version__",
 ]
 
 
