@@ -211,3 +211,20 @@ def test_search_page_finds_a_chapter(browser, served):
     results = page.locator("#search-results li").all_inner_texts()
     assert any("cells in silicon" in r.lower() or "hodgkin" in r.lower() for r in results), results[:5]
     page.close()
+
+
+def test_solutions_are_hidden_until_the_reader_asks(browser, served):
+    """A worked solution (cell tag 'solution' + 'hide-input') shows its output but not its code until clicked."""
+    page, _ = _visit(browser, f"{served}/{_chapters()[0]}.html")
+    solutions = page.locator("div.cell.tag_solution")
+    assert solutions.count() >= 1, "no solution cell on the first chapter's page"
+    for k in range(solutions.count()):
+        cell = solutions.nth(k)
+        toggle = cell.locator("details").first
+        assert toggle.count() == 1, "a solution without a show/hide toggle"
+        assert not toggle.evaluate("d => d.open"), "a solution shown open"
+        code = cell.locator("details .highlight").first
+        assert not code.is_visible(), "the solution's code is visible before the reader asks for it"
+        toggle.locator("summary").click()
+        assert code.is_visible(), "clicking the toggle does not show the solution"
+    page.close()
