@@ -23,6 +23,7 @@ Units: voltage mV, time ms, conductance mS/cm^2, current uA/cm^2, capacitance uF
 from __future__ import annotations
 
 import ctypes
+import functools
 import os
 import sys
 import threading
@@ -121,9 +122,13 @@ class GradientIntegrator:
         self.step_fn = get_scheme(method)
         self.observe, self.every, self.checkpoint_every, self.xla = observe, every, checkpoint_every, bool(xla)
         self._traces = 0
-        self._run = tf.function(self._loop, jit_compile=self.xla, autograph=False, reduce_retracing=True)
+        # functools.partial: TensorFlow counts retracing per code object, and every integrator shares
+        # _loop's; a partial has none, so each integrator's first traces do not count against the others
+        self._run = tf.function(functools.partial(self._loop), jit_compile=self.xla, autograph=False,
+                                reduce_retracing=True)
         self._value_and_grad = {}
-        self._vjp = tf.function(self._vjp_fn, jit_compile=self.xla, autograph=False, reduce_retracing=True)
+        self._vjp = tf.function(functools.partial(self._vjp_fn), jit_compile=self.xla, autograph=False,
+                                reduce_retracing=True)
 
     @property
     def traces(self) -> int:
@@ -181,7 +186,8 @@ class GradientIntegrator:
         # tf.recompute_grad wants a function of tensors only: state, t0, chunk index, parameters
         def one_chunk(*args):
             lv, (t0_, j), pv = list(args[:n_y]), args[n_y:n_y + 2], args[n_y + 2:]
-            stack, lv = self._records(lv, t0_, dict(zip(keys, pv)), rec_per_chunk, j * chunk)
+            first = tf.cast(j, tf.int32) * chunk  # j arrives as a float: recompute_grad watches every input
+            stack, lv = self._records(lv, t0_, dict(zip(keys, pv)), rec_per_chunk, first)
             return (stack, *lv)
 
         chunk_fn = tf.recompute_grad(one_chunk)
@@ -189,7 +195,7 @@ class GradientIntegrator:
         ta = tf.TensorArray(obs0.dtype, size=n_chunks, element_shape=[rec_per_chunk, *obs0.shape])
 
         def body(j, ta_, *lv):
-            out = chunk_fn(*lv, t0, j, *[params[k] for k in keys])
+            out = chunk_fn(*lv, t0, tf.cast(j, t0.dtype), *[params[k] for k in keys])
             return (j + 1, ta_.write(j, out[0]), *out[1:])
 
         out = tf.while_loop(lambda j, *_: j < n_chunks, body, (tf.constant(0), ta, *y0), maximum_iterations=n_chunks)
@@ -275,7 +281,8 @@ class GradientIntegrator:
                 grads = tape.gradient(loss, [p_[k] for k in wrt], unconnected_gradients=tf.UnconnectedGradients.ZERO)
                 return loss, dict(zip(wrt, grads))
 
-            self._value_and_grad[key] = tf.function(vg, jit_compile=self.xla, autograph=False, reduce_retracing=True)
+            self._value_and_grad[key] = tf.function(functools.partial(vg), jit_compile=self.xla, autograph=False,
+                                                    reduce_retracing=True)
         return self._value_and_grad[key](y0, params, t0)
 
     def _inputs(self, y0, params, t0):
