@@ -244,6 +244,10 @@ class Cluster:
                 "workers). Restart the kernel, or run the new cluster from a fresh Python process.")
         tf.config.experimental_connect_to_cluster(tf.train.ClusterSpec(spec))
         _CONNECTED = spec
+        # loops compiled before the connection are bound to the local devices: simulate() must trace anew
+        from .networks import clear_compiled
+
+        clear_compiled()
         return self
 
 

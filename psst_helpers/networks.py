@@ -25,7 +25,7 @@ from .synapses import ACH, GABA_A, SynapseGroup, check_connectivity
 
 __all__ = [
     "Model", "simulate", "hh_network", "hh_derivatives", "single_neuron", "hh_population", "three_neuron_network",
-    "locust_antennal_lobe", "locust_derivatives", "network_inputs", "integrator_for", "cast_state", "LOCUST", "NEVER_FIRED", "TIME_ENTRIES",
+    "locust_antennal_lobe", "locust_derivatives", "network_inputs", "integrator_for", "cast_state", "clear_compiled", "LOCUST", "NEVER_FIRED", "TIME_ENTRIES",
 ]
 
 #: ``t_fire`` of a neuron that has not fired yet: far enough in the past that no synapse is active.
@@ -89,6 +89,18 @@ def cast_state(y: Dict[str, Any], dtype: Any) -> Dict[str, Any]:
 #: simulate()'s compiled integrators, by model structure and options (least recently used dropped).
 _INTEGRATORS: "OrderedDict[Hashable, Any]" = OrderedDict()
 _MAX_INTEGRATORS = 16
+#: Bumped by :func:`clear_compiled`; part of every cache key, so per-model caches are dropped too.
+_GENERATION = [0]
+
+
+def clear_compiled() -> None:
+    """Forget every compiled loop :func:`simulate` keeps.
+
+    Called when this process connects to a cluster (:mod:`psst_helpers.distributed`): a function
+    traced before the connection stays bound to the local devices, and the workers could not run it.
+    """
+    _INTEGRATORS.clear()
+    _GENERATION[0] += 1
 
 
 def integrator_for(model: Model, *, method: str = "rk4", record: Any = ("V",), every: int = 1, xla: bool = True):
@@ -101,7 +113,7 @@ def integrator_for(model: Model, *, method: str = "rk4", record: Any = ("V",), e
     from .solvers.tf_solver import Integrator
 
     rec = tuple(record) if isinstance(record, (list, tuple)) else record
-    options = (method, rec, every, xla)
+    options = (method, rec, every, xla, _GENERATION[0])
     if model.key is None:  # no structure key: share only with calls on this very object
         cache = model.__dict__.setdefault("_integrators", {})
         if options not in cache:

@@ -82,7 +82,7 @@ def original_design_run(model, t: np.ndarray, dtype=np.float64) -> dict:
     def f(lv, tm):
         return flatten(model.derivatives(unflatten(treedef, lv), tm))[0]
 
-    @tf.function
+    @tf.function(autograph=False)  # plain Python control flow only; AutoGraph would rewrite the kernels' methods
     def run(leaves):
         def step(lv, inp):
             t0, t1, h = inp
