@@ -50,6 +50,19 @@ class NumpyOps:
         return M @ x
 
     @staticmethod
+    def sparse_columns_sum(u: np.ndarray, targets: np.ndarray, col: np.ndarray, post: np.ndarray, n: int,
+                           capacity: int) -> np.ndarray:
+        """``sum_j C[i, j] u_j`` for a ``u`` that is mostly zero: only the nonzero columns are visited.
+
+        ``targets[j]`` lists the rows of column j (padded with ``n``); ``col``/``post`` are the same
+        entries as (column, row) pairs. ``capacity`` matters to the TensorFlow version only.
+        """
+        out = np.zeros(n + 1, dtype=u.dtype)
+        active = np.flatnonzero(u)
+        np.add.at(out, targets[active].ravel(), np.repeat(u[active], targets.shape[1]))
+        return out[:n]
+
+    @staticmethod
     def index_of_time(t: Any, t0: float, dt: float, n: int) -> Any:
         return int(min(max(np.floor((float(t) - t0) / dt + INDEX_TOLERANCE), 0), n - 1))
 
@@ -81,6 +94,30 @@ class TFOps:
 
     def matvec(self, M, x):
         return self.tf.linalg.matvec(M, x)
+
+    def sparse_columns_sum(self, u, targets, col, post, n: int, capacity: int):
+        """See :meth:`NumpyOps.sparse_columns_sum`. Inside a compiled loop shapes are fixed, so the
+        nonzero columns are compacted into ``capacity`` slots (a running count and one scatter); when
+        more than ``capacity`` are nonzero the full sum over every entry is taken instead."""
+        tf = self.tf
+        n_cols = int(targets.shape[0]) - 1          # the last row of ``targets`` is the empty padding column
+        nonzero = tf.not_equal(u, 0.0)
+        slot = tf.cumsum(tf.cast(nonzero, tf.int32)) - 1
+        count = slot[-1] + 1
+        slot = tf.where(nonzero & (slot < capacity), slot, capacity)        # slot ``capacity``: discarded
+        cols = tf.math.unsorted_segment_max(tf.range(n_cols, dtype=tf.int32), slot, capacity + 1)[:capacity]
+        cols = tf.where(tf.range(capacity) < count, cols, n_cols)           # unused slots: the padding column
+        weights = tf.gather(tf.concat([u, tf.zeros([1], u.dtype)], 0), cols)
+        rows = tf.gather(tf.constant(targets), cols)                        # (capacity, max entries per column)
+
+        def few():
+            spread = tf.broadcast_to(weights[:, None], tf.shape(rows))
+            return tf.math.unsorted_segment_sum(spread, rows, n + 1)[:n]
+
+        def many():
+            return tf.math.unsorted_segment_sum(tf.gather(u, col), post, n)
+
+        return tf.cond(count > capacity, many, few)
 
     def index_of_time(self, t, t0: float, dt: float, n: int):
         tf = self.tf

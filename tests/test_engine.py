@@ -46,6 +46,64 @@ def test_dense_and_sparse_products_give_the_same_network():
     assert np.max(out["dense"]["syn"]["ach"]) > 0.1
 
 
+def _event_network(product, n=120, seed=11):
+    rng = np.random.default_rng(seed)
+    C = (rng.random((n, n)) < 0.1) & ~np.eye(n, dtype=bool)
+    exc = np.arange(n) < int(0.8 * n)
+    groups = [SynapseGroup.from_matrix("ach", C & exc[None, :], g=0.35 * 10 / (0.1 * exc.sum()), product=product),
+              SynapseGroup.from_matrix("gaba", C & ~exc[None, :], g=0.8 * 5 / (0.1 * (~exc).sum()))]
+    return nw.hh_network(n, Constant(rng.uniform(5.0, 10.0, n)), groups, V0=rng.uniform(-75.0, -55.0, n)), C & exc[None, :]
+
+
+def test_event_product_carries_the_summed_open_fraction_and_gives_the_same_network(monkeypatch):
+    # product="event" integrates s_i = sum_j C[i, j] O_j alongside O: the same equations, only the sums are
+    # taken at other moments, so the voltages agree to rounding (bound: 1e-8 mV over 100 ms, 10,000 steps)
+    t = psst.time_grid(100.0, 0.01)
+    out = {}
+    for product in ("sparse", "event"):
+        model, C_ach = _event_network(product)
+        ach = model.params["synapses"][0]
+        assert ach["product"] == product
+        out[product] = nw.simulate(model, t, record=("V", "syn", "spikes"), every=10)
+    assert out["event"]["spikes"][-1].sum() > 100               # busy, coupled activity
+    assert np.max(np.abs(out["event"]["V"] - out["sparse"]["V"])) <= 1e-8
+    k = int(C_ach.any(axis=0).sum())                               # sources; then one sum per neuron
+    O_src, s = out["event"]["syn"]["ach"][:, :k], out["event"]["syn"]["ach"][:, k:]
+    C_src = C_ach[:, C_ach.any(axis=0)].astype(float)
+    assert np.max(s) > 0.5 and np.max(np.abs(s - O_src @ C_src.T)) <= 1e-12
+    # more releasing sources than the compiled capacity: that evaluation sums over every synapse instead
+    monkeypatch.setattr(psst.synapses, "EVENT_CAPACITY", 1)
+    nw.clear_compiled()
+    few = nw.simulate(_event_network("event")[0], t, record=("V",), every=10)["V"]
+    assert np.max(np.abs(few - out["event"]["V"])) <= 1e-8
+
+
+def test_event_product_numpy_and_tensorflow_agree_and_start_from_the_summed_start_values():
+    group = SynapseGroup("ach", pre=[0, 0, 2, 2, 3], post=[1, 3, 0, 1, 1], n_neurons=4,
+                         O0=[0.2, 0.2, 0.5, 0.5, 0.1], product="event")
+    assert group.event and group.state_size == 3 + 4
+    np.testing.assert_allclose(group.initial_state(), [0.2, 0.5, 0.1, 0.5, 0.8, 0.0, 0.2])
+    V = np.array([-60.0, 10.0, -50.0, 20.0])
+    t_fire = np.array([0.95, -1e9, 0.9, 0.5])                      # neurons 0 and 2 release at t = 1 ms
+    y = group.initial_state()
+    want = group.derivative(y, V, t_fire, 1.0)
+    got = group.derivative(tf.constant(y), tf.constant(V), tf.constant(t_fire), tf.constant(1.0, tf.float64))
+    np.testing.assert_allclose(got.numpy(), want, rtol=1e-14)
+    a, b, A = 10.0, 0.2, 0.5
+    dO = a * (1 - y[:3]) * np.array([A, A, 0.0]) - b * y[:3]
+    np.testing.assert_allclose(want[:3], dO, rtol=1e-14)
+    C = np.zeros((4, 3)); C[[1, 3, 0, 1, 1], [0, 0, 1, 1, 2]] = 1
+    np.testing.assert_allclose(want[3:], C @ dO, rtol=1e-14, atol=1e-15)
+    np.testing.assert_allclose(group.current(y, V), group.g * (V - group.E) * y[3:])
+
+
+def test_event_product_is_refused_where_the_transmitter_is_never_zero():
+    with pytest.raises(ValueError, match="product='event' needs .*kind 'ach'"):
+        SynapseGroup("gaba", pre=[0], post=[1], n_neurons=2, product="event")
+    with pytest.raises(ValueError, match="storage 'pre'"):
+        SynapseGroup("ach", pre=[0], post=[1], n_neurons=2, product="event", storage="synapse")
+
+
 def test_per_presynaptic_storage_refuses_start_values_that_differ_within_a_neuron():
     with pytest.raises(ValueError, match=r"neuron 1 start at different open fractions.*storage='synapse'"):
         SynapseGroup("gaba", pre=[0, 1, 1], post=[1, 2, 3], n_neurons=4, O0=[0.1, 0.2, 0.3])
