@@ -1,6 +1,7 @@
 # The README's commands:
 #   make book   - create .venv, install what the book needs, build the site into _build/html
 #   make test   - create .venv (and .venv-brian2) if needed, run every test (package tests and notebooks)
+#                 in two worker processes (WORKERS=1 for one)
 #   make lab    - JupyterLab on the chapters, in .venv (kernel "PSST (.venv)")
 # PYTHON is the Python that creates .venv: `make test PYTHON=python3.12`.
 PYTHON ?= python3
@@ -44,9 +45,14 @@ book: $(STAMP)
 	@echo "open _build/html/index.html"
 
 # The Brian2 environment is built first so that the Brian2 spike-count cross-check runs too.
+# Two pytest workers (WORKERS=1: one), each taking whole files: a notebook's cells share one kernel, in order.
+# Much of the suite waits (XLA compiles on one core, subprocesses start, pip resolves), so two workers
+# finish sooner even on two cores.
+WORKERS ?= 2
 test: $(STAMP) brian2-venv
 	PSST_QUICK=1 MPLBACKEND=Agg TF_CPP_MIN_LOG_LEVEL=3 TF_ENABLE_ONEDNN_OPTS=0 \
-	  $(PY) -m pytest tests $(wildcard notebooks/*.ipynb) --nbval-lax --nbval-cell-timeout=600
+	  $(PY) -m pytest tests $(wildcard notebooks/*.ipynb) --nbval-lax --nbval-cell-timeout=600 \
+	  -n $(WORKERS) --dist loadfile --durations=15
 
 # JupyterLab on notebooks/, with this environment's Python registered as the kernel "PSST (.venv)".
 lab: $(STAMP)

@@ -738,7 +738,7 @@ def _write_error(exc: OSError, where: Path, kept: str) -> RunWriteError:
 
 def _progress_bar(progress: Optional[bool], total_ms: float, done_ms: float):
     return progress_bar(progress, total=round(total_ms, 6), initial=round(done_ms, 6), unit="ms", desc="simulated",
-                        bar_format="{l_bar}{bar}| {n:.0f}/{total:.0f} ms [{elapsed}<{remaining}, {postfix}]")
+                        bar_format="{l_bar}{bar}| {n:.0f}/{total:.0f} ms [{elapsed}<{remaining}{postfix}]")  # tqdm puts the ", " before a postfix
 
 
 def _check_chunk_ms(chunk_ms: Any) -> float:

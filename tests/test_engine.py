@@ -278,3 +278,29 @@ def test_float16_is_refused():
         nw.simulate(nw.single_neuron(), psst.time_grid(1.0, 0.01), dtype=np.float16)
     with pytest.raises(InputDtypeError, match="float16"):
         psst.odeint_np(lambda y, t: -y, np.ones(2, np.float16), psst.time_grid(1.0, 0.1))
+
+
+# --- a progress bar for simulate() ------------------------------------------------------------------------
+
+def test_simulate_with_a_progress_bar_gives_the_uninterrupted_run_to_the_bit(capsys):
+    model = nw.three_neuron_network()
+    t = psst.time_grid(60.0, 0.01)                                    # 6,000 steps: pieces of 300
+    one = nw.simulate(model, t, record=("V", "spikes"), every=7, return_final=True)   # 7 does not divide 300
+    pieces = nw.simulate(model, t, record=("V", "spikes"), every=7, return_final=True, progress=True)
+    for a, b in zip(one, pieces):
+        for key in ("V", "spikes"):
+            np.testing.assert_array_equal(a[key], b[key])
+    assert "simulated: 100%" in capsys.readouterr().err
+
+
+def test_a_blow_up_in_a_later_piece_names_the_step_of_the_whole_grid():
+    # 30 ms at 0.01 ms, then steps of 2 ms, far too large for RK4 on an HH neuron: it blows up there
+    t = np.concatenate([psst.time_grid(30.0, 0.01), 30.0 + 2.0 * np.arange(1, 40)])
+    errors = {}
+    for progress in (False, True):
+        with pytest.raises(psst.NonFiniteStateError) as err:
+            nw.simulate(nw.single_neuron(10.0), t, progress=progress)
+        errors[progress] = err.value
+    assert errors[True].step == errors[False].step >= 3000
+    assert f"during step {errors[False].step} " in str(errors[True])
+    np.testing.assert_array_equal(errors[True].partial["V"], np.asarray(errors[False].partial["V"]))

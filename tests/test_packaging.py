@@ -167,8 +167,9 @@ def _imports(source: str) -> set[str]:
     return names
 
 
-# run as programs or plugins, not imported: the chapters through nbval, the book, the server, the schema check
-RUN_NOT_IMPORTED = {"nbval", "jupyter-book", "jupyterlab", "check-jsonschema", "ipykernel"}
+# run as programs or plugins, not imported: the chapters through nbval, the book, the server, the schema check,
+# the two pytest workers of `make test`
+RUN_NOT_IMPORTED = {"nbval", "pytest-xdist", "jupyter-book", "jupyterlab", "check-jsonschema", "ipykernel"}
 
 
 def test_the_test_extra_covers_every_import_of_the_tests_and_chapters():
