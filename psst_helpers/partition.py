@@ -18,6 +18,7 @@ step-boundary exchange can reproduce them; :func:`split_network` refuses them.
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import threading
 from dataclasses import dataclass
@@ -31,7 +32,10 @@ from .events import network_hook
 from .networks import NEVER_FIRED, Model, hh_derivatives, network_inputs
 from .synapses import SynapseGroup
 
-__all__ = ["Block", "split_network", "run_partitioned"]
+__all__ = ["Block", "split_network", "run_partitioned", "RETRIES"]
+
+#: How often :func:`run_partitioned` runs a stretch again after TensorFlow aborted it (tf.errors.AbortedError).
+RETRIES = 2
 
 
 @dataclass
@@ -172,11 +176,18 @@ def run_partitioned(
     chunks: List[List[Dict[str, np.ndarray]]] = [[] for _ in blocks]
 
     def advance(k: int, tc: np.ndarray) -> None:
-        if devs[k] is None:
-            rec, states[k] = integrators[k](states[k], tc, return_final=True)
-        else:
-            with tf.device(devs[k]):
-                rec, states[k] = integrators[k](states[k], tc, return_final=True)
+        for attempt in range(RETRIES + 1):
+            try:
+                with tf.device(devs[k]) if devs[k] is not None else contextlib.nullcontext():
+                    rec, final = integrators[k](states[k], tc, return_final=True)
+                break
+            except tf.errors.AbortedError:
+                # gRPC can deliver one request twice under load ("The same RecvTensor request was received
+                # twice"); TensorFlow then aborts the call. A stretch has no side effects and its start state
+                # is kept until it succeeds, so running it again is exact.
+                if attempt == RETRIES:
+                    raise
+        states[k] = final
         chunks[k].append({name: rec[name] for name in record})  # read back at the end, not every exchange
 
     concurrent = devices is not None and len(set(devs)) > 1

@@ -152,6 +152,38 @@ def test_partition_in_one_process_equals_the_network(n_blocks):
     assert single["spikes"][-1][I == 0].sum() > 0
 
 
+def test_a_stretch_aborted_by_tensorflow_is_run_again_exactly(monkeypatch):
+    """gRPC can deliver a request twice under load; TensorFlow then aborts that call (AbortedError)."""
+    import numpy as np
+    import tensorflow as tf
+
+    from psst_helpers import partition
+    from psst_helpers.partition import run_partitioned, split_network
+    from psst_helpers.solvers.tf_solver import Integrator
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from distributed_client import ach_network
+
+    I, ach = ach_network(n=12)
+    t = psst.time_grid(3.0, 0.01)
+    clean = run_partitioned(split_network(I, [ach], 2), t, exchange_every=10, record=["V"])
+    calls, real_call = [], Integrator.__call__
+
+    def flaky(self, *args, **kwargs):
+        calls.append(1)
+        if len(calls) in (3, 4):                          # the second stretch of the first block, twice
+            raise tf.errors.AbortedError(None, None, "The same RecvTensor (GrpcWorker) request was received twice")
+        return real_call(self, *args, **kwargs)
+
+    monkeypatch.setattr(Integrator, "__call__", flaky)
+    again = run_partitioned(split_network(I, [ach], 2), t, exchange_every=10, record=["V"])
+    np.testing.assert_array_equal(again["V"], clean["V"])
+    calls.clear()
+    monkeypatch.setattr(partition, "RETRIES", 1)          # one retry is not enough for two aborts in a row
+    with pytest.raises(tf.errors.AbortedError, match="received twice"):
+        run_partitioned(split_network(I, [ach], 2), t, exchange_every=10, record=["V"])
+
+
 def test_chunked_exchange_is_exact_within_the_synaptic_delay_and_not_beyond():
     import numpy as np
 
