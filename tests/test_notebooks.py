@@ -16,8 +16,6 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
-# the chapters (the benchmark appendix is reference material: it measures, it does not teach a step)
-CHAPTERS = [p for p in NOTEBOOKS if p.name.startswith("ch")]
 ENDING = ["Exercises", "Summary", "Further reading"]   # the last three level-2 sections, in this order
 # a tqdm progress bar line, e.g. "simulated: 100%|##########| 1000/1000 [00:13<00:00, 75.2ms/s]"
 PROGRESS_LINE = re.compile(r"^[^\n|]*\d+%\|[^\n]*\|[^\n]*$")
@@ -146,7 +144,7 @@ def test_no_duplicate_imports(path):
     assert not dup, f"imported more than once: {dup}"
 
 
-@pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.name)
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
 def test_chapter_ends_with_exercises_summary_further_reading(path):
     nb = nbformat.read(path, as_version=4)
     headings = [s for s, _ in sections(nb) if s is not None]
@@ -174,7 +172,7 @@ def test_every_citation_is_in_the_bibliography(path):
     assert cited <= _bib_keys(), f"not in book/references.bib: {sorted(cited - _bib_keys())}"
 
 
-@pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.name)
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
 def test_exercises_have_blanks_a_check_and_a_hidden_solution(path):
     nb = nbformat.read(path, as_version=4)
     cells = [c for c in section_cells(nb, "Exercises") if c.cell_type == "code"]
