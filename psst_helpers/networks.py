@@ -176,9 +176,10 @@ def simulate(
     bar = None
     if progress is not False:
         from ._progress import progress_bar
+        from .solvers.checks import check_time_grid
 
-        t64 = np.asarray(t, dtype=float)
-        if t64.ndim == 1 and t64.size > 2:
+        t64 = check_time_grid(t)  # the whole grid, so that an error names its index in t, not in a piece
+        if t64.size > 2:
             bar = progress_bar(progress, total=round(float(t64[-1] - t64[0]), 6), unit="ms", desc="simulated",
                                bar_format="{l_bar}{bar}| {n:.0f}/{total:.0f} ms [{elapsed}<{remaining}]")
     if bar is None:
