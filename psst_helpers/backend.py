@@ -50,12 +50,13 @@ class NumpyOps:
         return M @ x
 
     @staticmethod
-    def sparse_columns_sum(u: np.ndarray, targets: np.ndarray, col: np.ndarray, post: np.ndarray, n: int,
-                           capacity: int) -> np.ndarray:
-        """``sum_j C[i, j] u_j`` for a ``u`` that is mostly zero: only the nonzero columns are visited.
+    def recent_columns_sum(u: np.ndarray, t_fire: np.ndarray, t: Any, delay: float, duration: float,
+                           targets: np.ndarray, col: np.ndarray, post: np.ndarray, n: int, capacity: int) -> np.ndarray:
+        """``sum_j C[i, j] u_j`` for a ``u`` that is zero except while ``t_fire_j + delay < t < t_fire_j + delay + duration``.
 
         ``targets[j]`` lists the rows of column j (padded with ``n``); ``col``/``post`` are the same
-        entries as (column, row) pairs. ``capacity`` matters to the TensorFlow version only.
+        entries as (column, row) pairs. Here only the nonzero columns of ``u`` are visited; ``t_fire``
+        (ms), ``t``, ``delay``, ``duration`` and ``capacity`` matter to the TensorFlow version only.
         """
         out = np.zeros(n + 1, dtype=u.dtype)
         active = np.flatnonzero(u)
@@ -95,29 +96,48 @@ class TFOps:
     def matvec(self, M, x):
         return self.tf.linalg.matvec(M, x)
 
-    def sparse_columns_sum(self, u, targets, col, post, n: int, capacity: int):
-        """See :meth:`NumpyOps.sparse_columns_sum`. Inside a compiled loop shapes are fixed, so the
-        nonzero columns are compacted into ``capacity`` slots (a running count and one scatter); when
-        more than ``capacity`` are nonzero the full sum over every entry is taken instead."""
+    def recent_columns_sum(self, u, t_fire, t, delay: float, duration: float, targets, col, post, n: int,
+                           capacity: int):
+        """See :meth:`NumpyOps.recent_columns_sum`.
+
+        Inside a compiled loop shapes are fixed, so the candidate columns — those that fired within
+        ``horizon = delay + duration`` ms of the latest firing — are compacted into ``capacity`` slots (a running count and
+        one scatter). The candidates depend on ``t_fire`` alone, which is held during a step: the
+        compaction is the same in every RK stage, and XLA computes it once per step. The sum visits
+        the candidates only when that is exact: when they number at most ``capacity`` and no firing
+        lies in the future of ``t`` (every other column then fired more than ``horizon`` before
+        ``t``), or when nothing fired within ``horizon`` before ``t`` at all; otherwise every entry.
+        """
         tf = self.tf
         n_cols = int(targets.shape[0]) - 1          # the last row of ``targets`` is the empty padding column
-        nonzero = tf.not_equal(u, 0.0)
-        slot = tf.cumsum(tf.cast(nonzero, tf.int32)) - 1
+        latest = tf.reduce_max(t_fire)
+        horizon = delay + duration
+        # a hair wider than ``horizon``, so rounding of the comparisons cannot leave out an active column
+        eps = 16.0 * float(np.finfo(t_fire.dtype.as_numpy_dtype).eps)
+        candidate = t_fire > latest - (horizon + eps * (tf.abs(latest) + horizon))
+        slot = tf.cumsum(tf.cast(candidate, tf.int32)) - 1
         count = slot[-1] + 1
-        slot = tf.where(nonzero & (slot < capacity), slot, capacity)        # slot ``capacity``: discarded
+        slot = tf.where(candidate & (slot < capacity), slot, capacity)      # slot ``capacity``: discarded
         cols = tf.math.unsorted_segment_max(tf.range(n_cols, dtype=tf.int32), slot, capacity + 1)[:capacity]
         cols = tf.where(tf.range(capacity) < count, cols, n_cols)           # unused slots: the padding column
-        weights = tf.gather(tf.concat([u, tf.zeros([1], u.dtype)], 0), cols)
         rows = tf.gather(tf.constant(targets), cols)                        # (capacity, max entries per column)
+        t = tf.cast(t, t_fire.dtype)
+        # the transmitter's own arithmetic, (t_fire + delay) + duration <= t, so that "nothing is released"
+        # holds exactly: it then holds for every t_fire <= latest (float addition is monotone)
+        exact = ((count <= capacity) & (latest <= t)) | ((latest + delay) + duration <= t)
+        # (the compaction is an operand of the branch test, so that XLA keeps it outside the branches:
+        # computed once per step, not once per RK stage)
+        exact = exact & (cols[0] >= 0)
 
         def few():
+            weights = tf.gather(tf.concat([u, tf.zeros([1], u.dtype)], 0), cols)
             spread = tf.broadcast_to(weights[:, None], tf.shape(rows))
             return tf.math.unsorted_segment_sum(spread, rows, n + 1)[:n]
 
         def many():
             return tf.math.unsorted_segment_sum(tf.gather(u, col), post, n)
 
-        return tf.cond(count > capacity, many, few)
+        return tf.cond(exact, few, many)
 
     def index_of_time(self, t, t0: float, dt: float, n: int):
         tf = self.tf

@@ -97,6 +97,39 @@ def test_event_product_numpy_and_tensorflow_agree_and_start_from_the_summed_star
     np.testing.assert_allclose(group.current(y, V), group.g * (V - group.E) * y[3:])
 
 
+@pytest.mark.parametrize("delay", [0.0, 1.0])
+def test_event_sum_in_a_compiled_function_is_exact_in_every_case(monkeypatch, delay):
+    # The compiled sum visits only the sources that fired within t_delay + t_max of the latest firing,
+    # and falls back to every synapse when that would not be exact. Each case against NumPy's sum over
+    # the releasing sources: a few releasing (visited), none releasing for a while (nothing to add), more
+    # candidates than the capacity, and a firing time in the future of t (then older firings may still
+    # release; a state can start like that).
+    monkeypatch.setattr(psst.synapses, "EVENT_CAPACITY", 4)
+    rng = np.random.default_rng(3)
+    n = 40
+    C = (rng.random((n, n)) < 0.3) & ~np.eye(n, dtype=bool)
+    group = SynapseGroup.from_matrix("ach", C, product="event", params={"t_delay": delay})
+    k = group.sources.size
+    y = np.concatenate([rng.random(k), np.zeros(n)])
+    y[k:] = C[:, group.sources].astype(float) @ y[:k]
+    V = rng.uniform(-70.0, 20.0, n)
+    f = tf.function(lambda y_, tf_, t_: group.derivative(y_, tf.constant(V), tf_, t_), jit_compile=True)
+    t = 50.0
+    old = np.full(n, -1e9)
+    cases = {
+        "a few releasing": np.where(np.arange(n) < 3, t - delay - 0.1, old),
+        "nothing for a while": np.where(np.arange(n) < 10, t - delay - 5.0, old),
+        "more than the capacity": np.where(np.arange(n) < 12, t - delay - 0.1 * rng.random(n), old),
+        "a firing in the future": np.where(np.arange(n) < 2, t - delay - 0.1, np.where(np.arange(n) == 5, t + 3.0, old)),
+        "the window's edges": np.array([t - delay, t - delay - 0.3, t - delay - 0.2999999] + [-1e9] * (n - 3)),
+    }
+    for name, t_fire in cases.items():
+        want = group.derivative(y, V, t_fire, t)
+        got = f(tf.constant(y), tf.constant(t_fire), tf.constant(t, tf.float64)).numpy()
+        np.testing.assert_allclose(got, want, rtol=1e-13, atol=1e-15, err_msg=name)
+    assert np.any(cases["a few releasing"] > -1e8) and np.abs(want[k:]).max() > 0
+
+
 def test_event_product_is_refused_where_the_transmitter_is_never_zero():
     with pytest.raises(ValueError, match="product='event' needs .*kind 'ach'"):
         SynapseGroup("gaba", pre=[0], post=[1], n_neurons=2, product="event")
