@@ -39,10 +39,11 @@ _LAZY = {
     "simulate": "psst_helpers.networks",
     "spike_times": "psst_helpers.analysis",
     "time_grid": "psst_helpers.analysis",
+    "set_cpu_threads": "psst_helpers.threads",
 }
 
 __all__ = [
-    "odeint_np", "odeint", "Integrator", "Model", "simulate", "spike_times", "time_grid",
+    "odeint_np", "odeint", "Integrator", "Model", "simulate", "spike_times", "time_grid", "set_cpu_threads",
     "neurons", "synapses", "networks", "events", "analysis", "stimuli", "recording",
     "distributed", "partition",
     "PSSTError", "InputDtypeError", "TimeGridError", "StateShapeError", "NonFiniteInputError", "NonFiniteStateError",

@@ -114,3 +114,54 @@ def test_brian2_counts_the_same_spikes(tmp_path):
     assert by_variant["psst_xla"]["spikes"] > 0
     for r in rows:
         assert r["spike_mismatch"] == 0, r
+
+
+def test_threads_suite_runs_each_setting_in_its_own_process(tmp_path):
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    proc = subprocess.run([sys.executable, "-m", "psst_helpers.bench", "threads", "--quick", "--out", str(tmp_path)],
+                          capture_output=True, text=True, env=env, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = (tmp_path / "threads.csv").read_text().splitlines()
+    assert "# threads per operation: TensorFlow's default" in lines
+    rows = list(csv.DictReader(ln for ln in lines if not ln.startswith("# ")))
+    assert [r["variant"] for r in rows] == ["threads_default", "threads_1"]
+    assert rows[1]["threads_used"] == "1" and rows[0]["threads_used"] == "default"
+    assert float(rows[1]["max_abs_diff"]) <= 1e-9             # the same run, only scheduled differently
+    assert all(float(r["us_per_step"]) > 0 for r in rows)
+
+
+_THREADS_SCRIPT = """
+import sys
+import psst_helpers as psst
+import tensorflow as tf
+if sys.argv[1] == "late":
+    tf.constant(1.0) + 1.0                      # TensorFlow starts: its thread pool now exists
+try:
+    psst.set_cpu_threads(1)
+except RuntimeError as err:
+    print("ERROR", err)
+else:
+    tf.constant(1.0) + 1.0
+    print("THREADS", tf.config.threading.get_intra_op_parallelism_threads())
+"""
+
+
+@pytest.mark.parametrize("when", ["first", "late"])
+def test_set_cpu_threads_works_first_and_says_what_to_do_when_late(when):
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    proc = subprocess.run([sys.executable, "-c", _THREADS_SCRIPT, when], capture_output=True, text=True,
+                          env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    if when == "first":
+        assert "THREADS 1" in proc.stdout
+    else:
+        assert "ERROR" in proc.stdout and "set_cpu_threads(1) before anything else runs TensorFlow" in proc.stdout
+        assert "restart the kernel" in proc.stdout
+
+
+@pytest.mark.parametrize("bad", [0, -1, 1.5, "2", True])
+def test_set_cpu_threads_refuses_what_is_not_a_thread_count(bad):
+    import psst_helpers as psst
+
+    with pytest.raises(ValueError, match="positive whole number of threads"):
+        psst.set_cpu_threads(bad)

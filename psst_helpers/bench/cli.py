@@ -14,7 +14,8 @@ every module of the package, so a new file is all it takes (no list to edit)::
         yield bench_something(args.sizes, args.repeats)   # each yielded list of rows is printed at once
 
 Every suite gets ``--quick`` (one repeat plus the suite's ``quick`` overrides: checks, not timings),
-``--repeats`` and ``--out``; the rows of all yielded lists go to ``OUT/SUITE.csv`` under a header
+``--repeats``, ``--out`` and ``--threads`` (CPU threads per TensorFlow operation, see
+:mod:`psst_helpers.threads`); the rows of all yielded lists go to ``OUT/SUITE.csv`` under a header
 naming the machine (:func:`psst_helpers.bench.harness.write_csv`).
 """
 from __future__ import annotations
@@ -94,6 +95,8 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--quick", action="store_true", help="tiny sizes, one repeat: checks, not timings")
     common.add_argument("--repeats", type=int, default=3, help="timed runs per variant (median reported)")
     common.add_argument("--out", type=Path, default=Path("bench-results"), help="folder for SUITE.csv")
+    common.add_argument("--threads", type=int, default=None,
+                        help="CPU threads per TensorFlow operation (psst.set_cpu_threads); default: TensorFlow's")
     sub = parser.add_subparsers(dest="suite", required=True, metavar="SUITE")
     for name in sorted(suites):
         suite = suites[name]
@@ -108,11 +111,16 @@ def main(argv: Optional[List[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     suite = SUITES[args.suite]
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    if args.threads is not None:  # before anything starts TensorFlow: it sizes its thread pool then
+        from ..threads import set_cpu_threads
+
+        set_cpu_threads(args.threads)
     if args.quick:
         args.repeats = 1
         for key, value in suite.quick.items():
             setattr(args, key, value)
     machine = machine_description()
+    machine["threads per operation"] = str(args.threads) if args.threads is not None else "TensorFlow's default"
     print("machine: " + "; ".join(f"{k} {v}" for k, v in machine.items()), flush=True)
     rows: List[Row] = []
     for part in suite.run(args):
