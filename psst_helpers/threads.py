@@ -8,14 +8,14 @@ loop runs one kernel after the other on one core. Measured with ``python -m psst
 threads`` on an idle 2-core Intel Xeon (TF 2.21, float64, 50 ms, each setting in its own process,
 median of 3), microseconds per RK4 step:
 
-==========================================  ===========  ==========
-network                                      default (2)  1 thread
-==========================================  ===========  ==========
-120 independent HH neurons                   25.4         15.8
-locust antennal lobe (120 neurons)           45.5         38.8
-1,000 independent HH neurons                 95.4         78.1
-100,000 independent HH neurons               5,126        8,686
-==========================================  ===========  ==========
+==================================  ===========  ========
+network                             default (2)  1 thread
+==================================  ===========  ========
+120 independent HH neurons          25.4         15.8
+locust antennal lobe (120 neurons)  45.5         38.8
+1,000 independent HH neurons        95.4         78.1
+100,000 independent HH neurons      5,126        8,686
+==================================  ===========  ========
 
 So one thread is the better setting for networks of up to some thousands of neurons on a small
 CPU, and the worse one for large networks, whose kernels are long enough to share; on a GPU it
