@@ -72,6 +72,7 @@ EVERY = _number(int, lambda k: None if k >= 1 else "records every k-th step, so 
 NEURONS = _number(int, lambda n: None if n >= 1 else "hh_population needs at least one neuron")
 MAX_CHUNKS = _number(int, lambda n: None if n >= 1 else "must be at least 1 (omit it to run to the end)")
 SEED = _number(int, lambda s: None if s >= 0 else "seeds are non-negative integers")
+THREADS = _number(int, lambda n: None if n >= 1 else "a thread count is at least 1 (omit it for TensorFlow's default)")
 CURRENT = _number(float, lambda x: None if math.isfinite(x) else "the injected current must be finite (µA/cm²)")
 
 
@@ -105,6 +106,9 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--current", type=CURRENT, default=5.0,
                    help="injected current (single_neuron; max for hh_population)")
     r.add_argument("--n", type=NEURONS, default=20, help="neurons of hh_population, default 20")
+    r.add_argument("--threads", type=THREADS, default=None,
+                   help="CPU threads per TensorFlow operation (1: faster for small networks on a small CPU); "
+                        "default: TensorFlow's")
     r.add_argument("--overwrite", action="store_true", help="replace a different run in --out")
     r.add_argument("--max-chunks", type=MAX_CHUNKS, default=None, help="stop after this many chunks (resume later)")
     g = r.add_mutually_exclusive_group()
@@ -144,6 +148,10 @@ def main(argv: Optional[List[str]] = None) -> int:
         # the cheap checks first, before TensorFlow is imported to build the model
         count_steps(a.duration_ms, a.dt, duration_name="--duration-ms", dt_name="--dt")
         _check_out(Path(a.out))
+        if a.threads is not None:  # before TensorFlow runs anything: it sizes its thread pool then
+            from .threads import set_cpu_threads
+
+            set_cpu_threads(a.threads)
         rec = run(build_model(a.model, a), a.duration_ms, a.out, dt=a.dt, record=a.record, every=a.every,
                   chunk_ms=a.chunk_ms, dtype=a.dtype, overwrite=a.overwrite, progress=a.progress,
                   seed=a.seed if a.model == "locust" else None, max_chunks=a.max_chunks)

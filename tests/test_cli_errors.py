@@ -41,6 +41,7 @@ def _one_line_error(proc, code=2):
     (["--every", "0"], "--every: 0", "k must be at least 1"),
     (["--max-chunks", "0"], "--max-chunks: 0", "at least 1"),
     (["--seed", "-1"], "--seed: -1", "non-negative"),
+    (["--threads", "0"], "--threads: 0", "a thread count is at least 1"),
     (["--dt", "0.03"], "--dt = 0.03", "not a whole number of steps"),
     (["--duration-ms", "10.005"], "--duration-ms = 10.005", "not a whole number of steps"),
 ], ids=lambda v: " ".join(v) if isinstance(v, list) else None)
@@ -55,6 +56,12 @@ def test_bad_numbers_are_refused_with_the_reason(tmp_path, args, names, why):
 def test_neuron_counts_below_one_are_refused(tmp_path, n):
     line = _one_line_error(_cli("hh_population", "--duration-ms", "10", "--n", n, "--out", tmp_path / "r"))
     assert f"--n: {n}" in line and "at least one neuron" in line
+
+
+def test_a_run_with_one_thread_per_operation_completes(tmp_path):
+    proc = _cli("hh_population", "--duration-ms", "2", "--n", "3", "--threads", "1", "--out", tmp_path / "r")
+    assert proc.returncode == 0, proc.stderr
+    assert "complete" in proc.stdout and (tmp_path / "r" / "V.npy").exists()
 
 
 def test_an_output_path_that_is_a_file_or_under_one_is_named(tmp_path):
