@@ -11,7 +11,6 @@ Nothing here names a device: the same code runs on a CPU or a GPU, wherever Tens
 from __future__ import annotations
 
 import functools
-import threading
 from typing import Any, Callable, Dict, Optional, Tuple
 
 import numpy as np
@@ -24,13 +23,6 @@ from .numpy_solver import PostStep, nonfinite_message
 from .schemes import get_scheme
 
 __all__ = ["Integrator", "odeint"]
-
-#: Held while a loop is traced (at the first call for a state structure and grid length).
-#: TensorFlow names the functions it builds while tracing (a while loop's body, a branch) from
-#: counters that two threads tracing at once can both take, and the second function to be deleted
-#: then fails ("Tried to remove non-existent function"): seen with ``Cluster.map`` running a new
-#: Integrator per job in two threads. Runs of compiled loops do not take it.
-_TRACING = threading.Lock()
 
 
 def _all_finite(leaves) -> tf.Tensor:
@@ -75,7 +67,6 @@ class Integrator:
         self.post_step = post_step
         self.xla = bool(xla)
         self._compiled: Dict[Tuple[TreeDef, Tuple[str, ...]], Callable] = {}
-        self._ran: set = set()  # (structure, dtypes, grid length) already traced
         #: How many times the loop has been traced (once per state structure, dtypes and grid
         #: length); a parameter sweep through one Integrator should leave this at 1.
         self.traces = 0
@@ -167,10 +158,6 @@ class Integrator:
         tdt = checks.time_dtype(dtypes)
         tt = tf.constant(t64.astype(tdt))
         dts = tf.constant(np.diff(t64).astype(tdt))  # float64 differences: exact steps in float32
-        if (key, t64.size) not in self._ran:
-            with _TRACING:  # trace only (XLA compiles at the first run, outside the lock)
-                self._compiled[key].get_concrete_function(lv, tt, dts)
-            self._ran.add((key, t64.size))
         stacks, final, fail_start, good, r = self._compiled[key](lv, tt, dts)
         rec_def = flatten(checks.select(self.record, unflatten(treedef, lv)))[1]
         # one read of both flags: on a remote worker every read is a network round trip
