@@ -48,6 +48,8 @@ from typing import Any, Callable, Dict, List, Optional, Sequence
 __all__ = ["Cluster", "LocalCluster", "RemoteCluster", "ClusterError", "WorkerDiedError", "free_port", "serve"]
 
 JOB = "worker"
+#: How often :meth:`Cluster.map` runs a job again after TensorFlow's "Tried to remove non-existent function".
+JOB_RETRIES = 2
 _CONNECTED: Optional[Dict[str, List[str]]] = None  # the cluster this process is connected to
 
 
@@ -142,7 +144,10 @@ class Cluster:
         Each worker runs one job at a time (the next free worker takes the next item), inside
         ``with tf.device(<its device>)``; tensors in a result are read back as NumPy arrays. ``fn``
         should build its TensorFlow computation inside (e.g. a :class:`psst_helpers.Integrator`)
-        so that it runs on that worker.
+        so that it runs on that worker. Build compiled loops once, not once per job:
+        :func:`psst_helpers.simulate` and :func:`psst_helpers.networks.integrator_for` keep one per
+        model structure. A job that fails with TensorFlow's "Tried to remove non-existent function"
+        (a clean-up race between the threads, TF 2.21) is run again, up to :data:`JOB_RETRIES` times.
 
         Raises
         ------
@@ -181,8 +186,17 @@ class Cluster:
                 if i is None:
                     return
                 try:
-                    with tf.device(self.device(task)):
-                        out = _to_numpy(fn(items[i]))
+                    for attempt in range(JOB_RETRIES + 1):
+                        try:
+                            with tf.device(self.device(task)):
+                                out = _to_numpy(fn(items[i]))
+                            break
+                        except tf.errors.InvalidArgumentError as exc:
+                            # With one thread per worker, TensorFlow (2.21) now and then fails to delete one of
+                            # its own helper functions ("Tried to remove non-existent function"); the job itself
+                            # is fine, and running it again gives its result (jobs must not have side effects).
+                            if attempt == JOB_RETRIES or "remove non-existent function" not in str(exc):
+                                raise
                 except BaseException as exc:  # noqa: BLE001 - handed to the calling thread
                     with done:
                         if not stop.is_set():

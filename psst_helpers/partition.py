@@ -34,8 +34,14 @@ from .synapses import SynapseGroup
 
 __all__ = ["Block", "split_network", "run_partitioned", "RETRIES"]
 
-#: How often :func:`run_partitioned` runs a stretch again after TensorFlow aborted it (tf.errors.AbortedError).
+#: How often :func:`run_partitioned` runs a stretch again after TensorFlow aborted it (tf.errors.AbortedError)
+#: or failed to clean up after itself (see :func:`_is_tf_cleanup_race`).
 RETRIES = 2
+
+
+def _is_tf_cleanup_race(exc: BaseException) -> bool:
+    """TensorFlow's "Tried to remove non-existent function": a helper function deleted twice by two threads."""
+    return "remove non-existent function" in str(exc)
 
 
 @dataclass
@@ -181,11 +187,13 @@ def run_partitioned(
                 with tf.device(devs[k]) if devs[k] is not None else contextlib.nullcontext():
                     rec, final = integrators[k](states[k], tc, return_final=True)
                 break
-            except tf.errors.AbortedError:
+            except (tf.errors.AbortedError, tf.errors.InvalidArgumentError) as exc:
                 # gRPC can deliver one request twice under load ("The same RecvTensor request was received
-                # twice"); TensorFlow then aborts the call. A stretch has no side effects and its start state
-                # is kept until it succeeds, so running it again is exact.
-                if attempt == RETRIES:
+                # twice"): TensorFlow then aborts the call. And with one client thread per device, TensorFlow
+                # (2.21) now and then fails to delete one of its own helper functions ("Tried to remove
+                # non-existent function"). A stretch has no side effects and its start state is kept until it
+                # succeeds, so running it again is exact. Other invalid arguments are real errors.
+                if attempt == RETRIES or not (isinstance(exc, tf.errors.AbortedError) or _is_tf_cleanup_race(exc)):
                     raise
         states[k] = final
         chunks[k].append({name: rec[name] for name in record})  # read back at the end, not every exchange

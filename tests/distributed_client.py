@@ -17,7 +17,7 @@ import numpy as np
 
 import psst_helpers as psst
 from psst_helpers.distributed import ClusterError, LocalCluster, RemoteCluster, WorkerDiedError
-from psst_helpers.networks import hh_network, hh_population, simulate
+from psst_helpers.networks import hh_network, hh_population, integrator_for, simulate
 from psst_helpers.partition import run_partitioned, split_network
 from psst_helpers.stimuli import Constant
 from psst_helpers.synapses import SynapseGroup
@@ -29,7 +29,8 @@ CURRENTS = np.linspace(0.0, 15.0, 4 * 10).reshape(4, 10)  # 4 jobs of 10 neurons
 def fi_job(I):
     """Spike counts of HH neurons driven by the currents I over T_SWEEP (one sweep job)."""
     m = hh_population(I)
-    integ = psst.Integrator(m.derivatives, record="spikes", every=len(T_SWEEP) - 1, post_step=m.post_step)
+    # one compiled loop for all jobs (the model structure is the same): see Cluster.map
+    integ = integrator_for(m, record="spikes", every=len(T_SWEEP) - 1)
     return integ(m.state(), T_SWEEP)[-1]
 
 
