@@ -152,21 +152,31 @@ def test_partition_in_one_process_equals_the_network(n_blocks):
     assert single["spikes"][-1][I == 0].sum() > 0
 
 
-def test_a_stretch_aborted_by_tensorflow_is_run_again_exactly(monkeypatch):
-    """gRPC can deliver a request twice under load; TensorFlow then aborts that call (AbortedError)."""
-    import numpy as np
-    import tensorflow as tf
-
-    from psst_helpers import partition
+def _small_partitioned_run():
+    """A 12-neuron network in two blocks on this process: a function that runs it, and its undisturbed result."""
     from psst_helpers.partition import run_partitioned, split_network
-    from psst_helpers.solvers.tf_solver import Integrator
 
     sys.path.insert(0, str(Path(__file__).parent))
     from distributed_client import ach_network
 
     I, ach = ach_network(n=12)
     t = psst.time_grid(3.0, 0.01)
-    clean = run_partitioned(split_network(I, [ach], 2), t, exchange_every=10, record=["V"])
+
+    def run():
+        return run_partitioned(split_network(I, [ach], 2), t, exchange_every=10, record=["V"])
+
+    return run, run()
+
+
+def test_a_stretch_aborted_by_tensorflow_is_run_again_exactly(monkeypatch):
+    """gRPC can deliver a request twice under load; TensorFlow then aborts that call (AbortedError)."""
+    import numpy as np
+    import tensorflow as tf
+
+    from psst_helpers import partition
+    from psst_helpers.solvers.tf_solver import Integrator
+
+    run, clean = _small_partitioned_run()
     calls, real_call = [], Integrator.__call__
 
     def flaky(self, *args, **kwargs):
@@ -176,12 +186,12 @@ def test_a_stretch_aborted_by_tensorflow_is_run_again_exactly(monkeypatch):
         return real_call(self, *args, **kwargs)
 
     monkeypatch.setattr(Integrator, "__call__", flaky)
-    again = run_partitioned(split_network(I, [ach], 2), t, exchange_every=10, record=["V"])
+    again = run()
     np.testing.assert_array_equal(again["V"], clean["V"])
     calls.clear()
     monkeypatch.setattr(partition, "RETRIES", 1)          # one retry is not enough for two aborts in a row
     with pytest.raises(tf.errors.AbortedError, match="received twice"):
-        run_partitioned(split_network(I, [ach], 2), t, exchange_every=10, record=["V"])
+        run()
 
 
 def test_tensorflows_clean_up_race_is_run_again_and_other_invalid_arguments_are_not(monkeypatch):
@@ -189,15 +199,9 @@ def test_tensorflows_clean_up_race_is_run_again_and_other_invalid_arguments_are_
     import numpy as np
     import tensorflow as tf
 
-    from psst_helpers.partition import run_partitioned, split_network
     from psst_helpers.solvers.tf_solver import Integrator
 
-    sys.path.insert(0, str(Path(__file__).parent))
-    from distributed_client import ach_network
-
-    I, ach = ach_network(n=12)
-    t = psst.time_grid(3.0, 0.01)
-    clean = run_partitioned(split_network(I, [ach], 2), t, exchange_every=10, record=["V"])
+    run, clean = _small_partitioned_run()
     calls, real_call = [], Integrator.__call__
     message = {"text": "Tried to remove non-existent function 'while_while_body_1744'."}
 
@@ -208,12 +212,12 @@ def test_tensorflows_clean_up_race_is_run_again_and_other_invalid_arguments_are_
         return real_call(self, *args, **kwargs)
 
     monkeypatch.setattr(Integrator, "__call__", flaky)
-    again = run_partitioned(split_network(I, [ach], 2), t, exchange_every=10, record=["V"])
+    again = run()
     np.testing.assert_array_equal(again["V"], clean["V"])
     calls.clear()
     message["text"] = "a real invalid argument"
     with pytest.raises(tf.errors.InvalidArgumentError, match="a real invalid argument"):
-        run_partitioned(split_network(I, [ach], 2), t, exchange_every=10, record=["V"])
+        run()
 
 
 def test_chunked_exchange_is_exact_within_the_synaptic_delay_and_not_beyond():
