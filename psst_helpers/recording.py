@@ -692,6 +692,15 @@ def _is_own(name: str, own: set) -> bool:
     return name in own or (name.startswith(".") and name.endswith(".tmp") and name[1:].rsplit(".", 2)[0] in own)
 
 
+def _remove_stale_temporaries(out: Path, own: set) -> None:
+    """Remove the half-written temporary files of a run that was killed while it wrote (we hold the lock now)."""
+    if not out.is_dir():
+        return
+    for p in out.iterdir():
+        if p.name.endswith(".tmp") and p.name not in own and _is_own(p.name, own) and p.is_file():
+            p.unlink(missing_ok=True)
+
+
 def _clear(out: Path, own: set) -> None:
     """Remove the files a run writes (the old run's and the new one's), nothing else."""
     for p in out.iterdir():
@@ -966,6 +975,7 @@ def _prepare(out: Path, meta: Dict[str, Any], model: Any, y0: Any, layout: _Layo
     """
     previous, has_meta = _read_meta(out)
     own = _refuse_another_run(out, meta, previous, overwrite)
+    _remove_stale_temporaries(out, own)  # never read: each file is replaced whole, and only by os.replace
     n_specs = len(names) + 1
     empty = np.zeros((n_specs, 0), dtype=np.uint32)
     ck: Optional[_Checkpoint] = None

@@ -227,6 +227,21 @@ def test_deleted_times_and_arrays_are_named_and_rewritten(tmp_path, reference_ru
     load_run(out)
 
 
+def test_temporary_files_of_a_killed_writer_are_removed_and_others_kept(tmp_path, reference_run):
+    # kill -9 during a checkpoint's write leaves its temporary file; the run that resumes (holding the lock) removes it
+    out = tmp_path / "temporaries"
+    args = dict(record=("V", "syn"), chunk_ms=20.0, progress=False)
+    assert not run(networks.three_neuron_network(), 400.0, out, max_chunks=5, **args).complete
+    stale = [out / ".checkpoint.npz.a1b2c3.tmp", out / ".meta.json.x9y8z7.tmp"]
+    for p in stale:
+        p.write_bytes(b"half a file")
+    foreign = out / ".notes.txt.tmp"  # not a file a run writes: left alone
+    foreign.write_bytes(b"mine")
+    rec = run(networks.three_neuron_network(), 400.0, out, **args)
+    assert rec.complete and not any(p.exists() for p in stale) and foreign.read_bytes() == b"mine"
+    assert all(_same_files(out, reference_run.path).values())
+
+
 def test_another_package_version_is_refused_and_other_libraries_are_stated(tmp_path, monkeypatch):
     model = networks.three_neuron_network()
     out = tmp_path / "r"
