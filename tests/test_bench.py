@@ -165,3 +165,20 @@ def test_set_cpu_threads_refuses_what_is_not_a_thread_count(bad):
 
     with pytest.raises(ValueError, match="positive whole number of threads"):
         psst.set_cpu_threads(bad)
+
+
+def test_original_design_builds_its_graph_once_and_follows_the_package():
+    # chapter 6 and `bench locust` time a second call as the design's run: it must not build the graph again
+    from psst_helpers import analysis, networks
+    from psst_helpers.bench import original_design
+
+    model = networks.three_neuron_network()
+    run = original_design(model)
+    short, long = analysis.time_grid(20.0, 0.01), analysis.time_grid(60.0, 0.01)
+    a, b = run(short), run(long)
+    assert run.tracing_count() == 1
+    assert b["V"].shape == (len(long) - 1, 3) and np.array_equal(a["V"], b["V"][:len(short) - 1])
+    ours = networks.simulate(model, long, record=("V",))["V"]
+    np.testing.assert_allclose(b["V"], ours[1:], rtol=0, atol=1e-9)  # same kernels and RK4, another loop
+    with pytest.raises(ValueError, match="at least two points"):
+        run(np.array([0.0]))

@@ -3,7 +3,7 @@
 One file per thing:
 
 - :mod:`~psst_helpers.bench.baselines`: the original tutorial's designs that chapters compare against
-  (:func:`original_design_run`, :func:`original_scan_rk4`, :func:`eager_rk4`, :func:`original_hh_population`);
+  (:func:`original_design`, :func:`original_design_run`, :func:`original_scan_rk4`, :func:`eager_rk4`, :func:`original_hh_population`);
 - :mod:`~psst_helpers.bench.harness`: timing, machine description, CSV and table;
 - :mod:`~psst_helpers.bench.core`, :mod:`~psst_helpers.bench.locust`, :mod:`~psst_helpers.bench.matmul`,
   :mod:`~psst_helpers.bench.brian2`, :mod:`~psst_helpers.bench.threads`,
@@ -19,7 +19,7 @@ runs. Results go to a CSV whose header lines (``# ...``) describe the machine an
 ``--threads N`` sets the CPU threads per TensorFlow operation first (:mod:`psst_helpers.threads`).
 TensorFlow is imported only when a benchmark runs.
 """
-from .baselines import (bare_hh_population, eager_rk4, original_design_run, original_hh_population,
+from .baselines import (bare_hh_population, eager_rk4, original_design, original_design_run, original_hh_population,
                         original_scan_rk4)
 from .brian2 import bench_brian2
 from .cli import main, register
@@ -31,7 +31,7 @@ from .matmul import bench_matmul
 from .results import stored_result_names, stored_results
 
 __all__ = [
-    "original_design_run", "original_scan_rk4", "eager_rk4", "original_hh_population", "bare_hh_population",
+    "original_design", "original_design_run", "original_scan_rk4", "eager_rk4", "original_hh_population", "bare_hh_population",
     "bench_sin", "bench_hh", "bench_locust", "bench_matmul", "bench_brian2", "bench_threads",
     "machine_description", "timed", "write_csv", "print_table",
     "stored_results", "stored_result_names", "main", "register",

@@ -1,7 +1,8 @@
 """The original PSST tutorial's designs, kept as baselines that chapters and benchmarks compare against.
 
 - :func:`original_scan_rk4`: its integrator, a graph-mode ``tf.scan`` that stores every step;
-- :func:`original_design_run`: any :class:`psst_helpers.networks.Model` run that way (chapter 6);
+- :func:`original_design`: any :class:`psst_helpers.networks.Model` run that way (chapter 6), its graph built
+  once; :func:`original_design_run` for a single run;
 - :func:`original_hh_population`: its HH population with a flat state and naive rate formulas;
 - :func:`eager_rk4`: RK4 as a Python loop of eager TensorFlow operations (chapter 2's first attempt).
 """
@@ -48,53 +49,71 @@ def original_scan_rk4(func: Callable, t: np.ndarray) -> Callable:
     return run
 
 
-def original_design_run(model, t: np.ndarray, dtype=np.float64) -> dict:
+def original_design(model, dtype=np.float64) -> Callable[[np.ndarray], dict]:
     """A model run the way the original tutorial ran it: one graph-mode ``tf.scan`` over the time
     grid (no XLA) that returns the *whole* state at every step. The baseline for chapter 6.
+
+    The graph is built once, on the first call; later calls, on grids of any length, only run it. So a
+    second call times the design's run alone, and the first call minus the second its set-up.
 
     Parameters
     ----------
     model : psst_helpers.networks.Model
         Anything with ``state(dtype)``, ``derivatives(state, t)`` and ``post_step`` (or ``None``).
-    t : numpy.ndarray
-        Time grid in ms.
     dtype : numpy dtype
         Floating-point type of the state and the grid.
+
+    Returns
+    -------
+    callable
+        ``run(t) -> dict``: for a time grid ``t`` in ms, the stacked state, arrays ``[len(t) - 1, ...]``,
+        after the first step.
+    """
+    import tensorflow as tf
+
+    from .._tree import flatten, tree_map, unflatten
+    from ..solvers.schemes import rk4_step
+
+    # the original design had one dtype for everything, time and spike times included
+    y0 = tree_map(lambda x: np.asarray(x, dtype), model.state(dtype))
+    leaves0, treedef = flatten(y0)
+    tf_dtype = tf.as_dtype(np.dtype(dtype))
+
+    def f(lv, tm):
+        return flatten(model.derivatives(unflatten(treedef, lv), tm))[0]
+
+    # plain Python control flow only; AutoGraph would rewrite the kernels' methods
+    @tf.function(autograph=False, input_signature=[tf.TensorSpec([None], tf_dtype), tf.TensorSpec([None], tf_dtype)])
+    def scan(tt, dts):
+        def step(lv, inp):
+            t0, t1, h = inp
+            new = rk4_step(f, list(lv), t0, h)
+            if model.post_step is not None:
+                new = flatten(model.post_step(t0, unflatten(treedef, list(lv)), t1, unflatten(treedef, new)))[0]
+            return [tf.cast(x, tf_dtype) for x in new]
+
+        return tf.scan(step, (tt[:-1], tt[1:], dts), initializer=[tf.constant(x) for x in leaves0])
+
+    def run(t: np.ndarray) -> dict:
+        t = np.asarray(t, np.float64)
+        if t.ndim != 1 or len(t) < 2:
+            raise ValueError(f"t must be a time grid of at least two points, got shape {t.shape}")
+        out = scan(tf.constant(t.astype(dtype)), tf.constant(np.diff(t).astype(dtype)))
+        return unflatten(treedef, [x.numpy() for x in out])
+
+    run.tracing_count = scan.experimental_get_tracing_count  # graphs built so far (1 after any number of runs)
+    return run
+
+
+def original_design_run(model, t: np.ndarray, dtype=np.float64) -> dict:
+    """One run of :func:`original_design` on the time grid ``t`` (ms), its graph built for it.
 
     Returns
     -------
     dict
         The stacked state, arrays ``[len(t) - 1, ...]``, after the first step.
     """
-    import tensorflow as tf
-
-    from .._tree import flatten, unflatten
-    from ..solvers.schemes import rk4_step
-
-    from .._tree import tree_map
-
-    # the original design had one dtype for everything, time and spike times included
-    y0 = tree_map(lambda x: np.asarray(x, dtype), model.state(dtype))
-    leaves0, treedef = flatten(y0)
-    tt = tf.constant(np.asarray(t, dtype))
-    dts = tf.constant(np.diff(np.asarray(t, np.float64)).astype(dtype))
-
-    def f(lv, tm):
-        return flatten(model.derivatives(unflatten(treedef, lv), tm))[0]
-
-    @tf.function(autograph=False)  # plain Python control flow only; AutoGraph would rewrite the kernels' methods
-    def run(leaves):
-        def step(lv, inp):
-            t0, t1, h = inp
-            new = rk4_step(f, list(lv), t0, h)
-            if model.post_step is not None:
-                new = flatten(model.post_step(t0, unflatten(treedef, list(lv)), t1, unflatten(treedef, new)))[0]
-            return [tf.cast(x, tt.dtype) for x in new]
-
-        return tf.scan(step, (tt[:-1], tt[1:], dts), initializer=list(leaves))
-
-    out = run([tf.constant(x) for x in leaves0])
-    return unflatten(treedef, [x.numpy() for x in out])
+    return original_design(model, dtype)(t)
 
 
 def eager_rk4(func: Callable, y0: np.ndarray, t: np.ndarray) -> np.ndarray:
