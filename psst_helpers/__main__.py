@@ -165,8 +165,13 @@ def main(argv: Optional[List[str]] = None) -> int:
     except (PSSTError, ValueError, KeyError, OSError) as exc:
         print(f"{parser.prog}: error: {_message(exc)}", file=sys.stderr)
         return 2
-    state = "complete" if rec.complete else f"stopped at {rec.steps_done * a.dt:g} ms (run again to resume)"
-    print(f"{a.out}: {state}; recorded {', '.join(rec.variables)} at {len(rec.t)} times")
+    names = ", ".join(rec.variables)
+    if rec.complete:
+        print(f"{a.out}: complete; recorded {names} at {len(rec.t)} times")
+    else:
+        rows = min(rec.steps_done // rec.meta["every"] + 1, len(rec.t))
+        print(f"{a.out}: stopped at {rec.steps_done * a.dt:g} ms (run again to resume); {names} recorded at "
+              f"{rows} of {len(rec.t)} times so far")
     return 0
 
 

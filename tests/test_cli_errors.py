@@ -90,7 +90,10 @@ def test_read_only_folder(tmp_path):
     runs = tmp_path / "ro"
     base = ["three_neuron", "--duration-ms", "30", "--chunk-ms", "10"]
     assert _cli(*base, "--out", runs / "done").returncode == 0
-    assert _cli(*base, "--out", runs / "half", "--max-chunks", "1").returncode == 0
+    half = _cli(*base, "--out", runs / "half", "--max-chunks", "1")
+    assert half.returncode == 0
+    # what is on disk so far, not the size of the whole run: 10 of 30 ms, every 10th step recorded
+    assert "stopped at 10 ms (run again to resume); V recorded at 101 of 301 times so far" in half.stdout
     meta_mtime = (runs / "done" / "meta.json").stat().st_mtime_ns
     cmd = " ".join([sys.executable, "-m", "psst_helpers", "run", *base, "--no-progress"])
     proc = _namespace_script(textwrap.dedent(f"""
