@@ -111,6 +111,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     suite = SUITES[args.suite]
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")  # as in the chapters: no reordered sums (chapter 2)
     if args.threads is not None:  # before anything starts TensorFlow: it sizes its thread pool then
         from ..threads import set_cpu_threads
 
