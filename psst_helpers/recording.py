@@ -975,7 +975,6 @@ def _prepare(out: Path, meta: Dict[str, Any], model: Any, y0: Any, layout: _Layo
     """
     previous, has_meta = _read_meta(out)
     own = _refuse_another_run(out, meta, previous, overwrite)
-    _remove_stale_temporaries(out, own)  # never read: each file is replaced whole, and only by os.replace
     n_specs = len(names) + 1
     empty = np.zeros((n_specs, 0), dtype=np.uint32)
     ck: Optional[_Checkpoint] = None
@@ -994,6 +993,8 @@ def _prepare(out: Path, meta: Dict[str, Any], model: Any, y0: Any, layout: _Layo
         _notice(f"{out} has no checkpoint (the run stopped before its first chunk, or {CHECKPOINT} was deleted): "
                 "starting from the beginning")
 
+    # Accepted: the half-written temporaries of a killed writer go (they are never read; we hold the lock).
+    _remove_stale_temporaries(out, own)
     if previous is not None and previous.get("fingerprint") == meta["fingerprint"]:
         meta["created"] = previous.get("created")
         meta["versions"] = previous.get("versions")

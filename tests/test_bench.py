@@ -182,3 +182,5 @@ def test_original_design_builds_its_graph_once_and_follows_the_package():
     np.testing.assert_allclose(b["V"], ours[1:], rtol=0, atol=1e-9)  # same kernels and RK4, another loop
     with pytest.raises(ValueError, match="at least two points"):
         run(np.array([0.0]))
+    with pytest.raises(TypeError, match="float32 or float64"):
+        original_design(model, np.int64)

@@ -67,8 +67,11 @@ def original_design(model, dtype=np.float64) -> Callable[[np.ndarray], dict]:
     -------
     callable
         ``run(t) -> dict``: for a time grid ``t`` in ms, the stacked state, arrays ``[len(t) - 1, ...]``,
-        after the first step.
+        after the first step. ``run.tracing_count()`` says how many graphs were built (1 after any number
+        of calls).
     """
+    if not np.issubdtype(np.dtype(dtype), np.floating):
+        raise TypeError(f"dtype = {np.dtype(dtype)}: the original design ran in float32 or float64")
     import tensorflow as tf
 
     from .._tree import flatten, tree_map, unflatten
