@@ -53,6 +53,12 @@ JOB_RETRIES = 2
 _CONNECTED: Optional[Dict[str, List[str]]] = None  # the cluster this process is connected to
 
 
+def is_tf_cleanup_race(exc: BaseException) -> bool:
+    """TensorFlow's "Tried to remove non-existent function": a helper function deleted twice by two threads
+    (TF 2.21, one client thread per device). The computation itself was fine; running it again is safe."""
+    return "remove non-existent function" in str(exc)
+
+
 class ClusterError(RuntimeError):
     """The cluster could not be started or connected."""
 
@@ -195,7 +201,7 @@ class Cluster:
                             # With one thread per worker, TensorFlow (2.21) now and then fails to delete one of
                             # its own helper functions ("Tried to remove non-existent function"); the job itself
                             # is fine, and running it again gives its result (jobs must not have side effects).
-                            if attempt == JOB_RETRIES or "remove non-existent function" not in str(exc):
+                            if attempt == JOB_RETRIES or not is_tf_cleanup_race(exc):
                                 raise
                 except BaseException as exc:  # noqa: BLE001 - handed to the calling thread
                     with done:

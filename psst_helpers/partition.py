@@ -28,6 +28,7 @@ import numpy as np
 
 from . import neurons as nrn
 from .backend import ops_for
+from .distributed import is_tf_cleanup_race
 from .events import network_hook
 from .networks import NEVER_FIRED, Model, hh_derivatives, network_inputs
 from .synapses import SynapseGroup
@@ -35,13 +36,8 @@ from .synapses import SynapseGroup
 __all__ = ["Block", "split_network", "run_partitioned", "RETRIES"]
 
 #: How often :func:`run_partitioned` runs a stretch again after TensorFlow aborted it (tf.errors.AbortedError)
-#: or failed to clean up after itself (see :func:`_is_tf_cleanup_race`).
+#: or failed to clean up after itself (see :func:`psst_helpers.distributed.is_tf_cleanup_race`).
 RETRIES = 2
-
-
-def _is_tf_cleanup_race(exc: BaseException) -> bool:
-    """TensorFlow's "Tried to remove non-existent function": a helper function deleted twice by two threads."""
-    return "remove non-existent function" in str(exc)
 
 
 @dataclass
@@ -193,7 +189,7 @@ def run_partitioned(
                 # (2.21) now and then fails to delete one of its own helper functions ("Tried to remove
                 # non-existent function"). A stretch has no side effects and its start state is kept until it
                 # succeeds, so running it again is exact. Other invalid arguments are real errors.
-                if attempt == RETRIES or not (isinstance(exc, tf.errors.AbortedError) or _is_tf_cleanup_race(exc)):
+                if attempt == RETRIES or not (isinstance(exc, tf.errors.AbortedError) or is_tf_cleanup_race(exc)):
                     raise
         states[k] = final
         chunks[k].append({name: rec[name] for name in record})  # read back at the end, not every exchange

@@ -687,17 +687,20 @@ def _run_files(meta: Dict[str, Any]) -> set:
     return {META, ARRAYS, TIMES, CHECKPOINT, STATES, LOCK} | set(meta.get("files", {}).values())
 
 
+def _is_own_temporary(name: str, own: set) -> bool:
+    """A temporary file of :func:`_write_atomic` for one of the run's files (``.NAME.<random>.tmp``)."""
+    return name.startswith(".") and name.endswith(".tmp") and name[1:].rsplit(".", 2)[0] in own
+
+
 def _is_own(name: str, own: set) -> bool:
     """A file this kind of run writes (temporary files included)."""
-    return name in own or (name.startswith(".") and name.endswith(".tmp") and name[1:].rsplit(".", 2)[0] in own)
+    return name in own or _is_own_temporary(name, own)
 
 
 def _remove_stale_temporaries(out: Path, own: set) -> None:
     """Remove the half-written temporary files of a run that was killed while it wrote (we hold the lock now)."""
-    if not out.is_dir():
-        return
     for p in out.iterdir():
-        if p.name.endswith(".tmp") and p.name not in own and _is_own(p.name, own) and p.is_file():
+        if _is_own_temporary(p.name, own) and p.is_file():
             p.unlink(missing_ok=True)
 
 
