@@ -13,8 +13,9 @@ from __future__ import annotations
 import importlib
 import sys
 
-from .errors import (InputDtypeError, NonFiniteInputError, NonFiniteStateError, PSSTError, StateShapeError,
-                     TimeGridError)
+from .errors import (CheckpointError, ClusterError, ConnectivityError, DamagedRunError, InputDtypeError,
+                     NonFiniteInputError, NonFiniteStateError, OutputExistsError, ParameterError, PSSTError,
+                     RunLockedError, RunWriteError, StateShapeError, TimeGridError, WorkerDiedError)
 from .solvers import odeint_np
 
 # The one place the version is written (pyproject.toml reads it from here). Each release is tagged
@@ -47,6 +48,8 @@ __all__ = [
     "neurons", "synapses", "networks", "events", "analysis", "stimuli", "recording",
     "distributed", "partition",
     "PSSTError", "InputDtypeError", "TimeGridError", "StateShapeError", "NonFiniteInputError", "NonFiniteStateError",
+    "ParameterError", "ConnectivityError", "CheckpointError", "OutputExistsError", "DamagedRunError", "RunLockedError",
+    "RunWriteError", "ClusterError", "WorkerDiedError",
     "__version__",
 ]
 

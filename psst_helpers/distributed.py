@@ -44,6 +44,7 @@ import weakref
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
+from .errors import ClusterError, WorkerDiedError
 
 __all__ = ["Cluster", "LocalCluster", "RemoteCluster", "ClusterError", "WorkerDiedError", "free_port", "serve"]
 
@@ -57,31 +58,6 @@ def is_tf_cleanup_race(exc: BaseException) -> bool:
     """TensorFlow's "Tried to remove non-existent function": a helper function deleted twice by two threads
     (TF 2.21, one client thread per device). The computation itself was fine; running it again is safe."""
     return "remove non-existent function" in str(exc)
-
-
-class ClusterError(RuntimeError):
-    """The cluster could not be started or connected."""
-
-
-class WorkerDiedError(RuntimeError):
-    """A worker stopped while the client needed it.
-
-    Attributes
-    ----------
-    task : int
-        Index of the worker task (``/job:worker/task:<task>``).
-    address : str
-        Its ``host:port``.
-    partial : dict
-        ``job index -> result`` for every job of the interrupted :meth:`Cluster.map` that had
-        finished (empty outside ``map``).
-    """
-
-    def __init__(self, message: str, *, task: int, address: str, partial: Optional[Dict[int, Any]] = None):
-        super().__init__(message)
-        self.task = task
-        self.address = address
-        self.partial = {} if partial is None else partial
 
 
 def free_port(host: str = "127.0.0.1") -> int:

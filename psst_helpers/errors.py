@@ -1,17 +1,30 @@
-"""Exceptions raised by psst_helpers, each specific enough to act on."""
+"""Exceptions raised by psst_helpers: one class per mistake, the same class wherever it is made.
+
+Every error the package raises on purpose is a :class:`PSSTError`, so ``except psst.PSSTError``
+catches them all. Each class also derives from the built-in exception a Python programmer would
+expect (``TypeError`` for a wrong dtype, ``ValueError`` for a wrong value, ``OSError`` for a disk
+that refused a write), so code written against the built-ins keeps working.
+"""
 from __future__ import annotations
 
-from typing import Any, Optional
+from pathlib import Path
+from typing import Any, Dict, Optional
 
-__all__ = ["PSSTError", "InputDtypeError", "TimeGridError", "StateShapeError", "NonFiniteInputError", "NonFiniteStateError"]
+__all__ = [
+    "PSSTError", "InputDtypeError", "TimeGridError", "StateShapeError", "NonFiniteInputError", "NonFiniteStateError",
+    "ParameterError", "ConnectivityError", "CheckpointError", "OutputExistsError", "DamagedRunError",
+    "RunLockedError", "RunWriteError", "ClusterError", "WorkerDiedError",
+]
 
 
 class PSSTError(Exception):
     """Base class of every error psst_helpers raises on purpose."""
 
 
+# --- input to a solver ------------------------------------------------------------------------------
+
 class InputDtypeError(PSSTError, TypeError):
-    """``y0`` or ``t`` is not floating point, or the state mixes dtypes."""
+    """A state, time grid or requested ``dtype`` is not float32/float64 (integers, float16, mixed dtypes)."""
 
 
 class TimeGridError(PSSTError, ValueError):
@@ -19,7 +32,7 @@ class TimeGridError(PSSTError, ValueError):
 
 
 class StateShapeError(PSSTError, ValueError):
-    """The derivative function returned a structure, shape or dtype that does not match the state."""
+    """A state or derivative has a structure, shape or dtype that does not match the model's state."""
 
 
 class NonFiniteInputError(PSSTError, ValueError):
@@ -49,3 +62,96 @@ class NonFiniteStateError(PSSTError, FloatingPointError):
         self.t = t
         self.variable = variable
         self.partial = partial
+
+
+# --- building a model -------------------------------------------------------------------------------
+
+class ParameterError(PSSTError, ValueError):
+    """A model part (neuron, channel, synapse kind or group, stimulus, network builder, solver option)
+    got a parameter it cannot use: an unknown name or option, a non-finite value, a wrong shape, or a
+    value outside its range (a negative count, a probability above 1)."""
+
+
+class ConnectivityError(PSSTError, ValueError):
+    """Connectivity or neuron indices that do not describe a network of this size: matrix entries other
+    than 0 and 1, a neuron connected to itself, an index outside ``[0, n)``, ``pre``/``post`` of different
+    lengths, or a synapse group built for another number of neurons."""
+
+
+# --- long runs on disk (psst_helpers.recording) --------------------------------------------------------
+
+class CheckpointError(PSSTError, ValueError):
+    """A checkpoint is corrupt, or belongs to a different run than the one asked for."""
+
+
+class OutputExistsError(PSSTError, FileExistsError):
+    """The output folder holds another run (a different model, grid or recording); the message names
+    what differs. Pass ``overwrite=True`` (``--overwrite``) to replace it."""
+
+
+class DamagedRunError(PSSTError, ValueError):
+    """A file of a run does not hold what its checkpoint says it holds (truncated, deleted, changed).
+
+    Attributes
+    ----------
+    file : pathlib.Path
+        The first damaged file.
+    chunk : int
+        The first chunk whose data is damaged (0-based); :func:`psst_helpers.recording.run`
+        recomputes from there.
+    """
+
+    def __init__(self, message: str, *, file: Path, chunk: int):
+        super().__init__(message)
+        self.file = file
+        self.chunk = chunk
+
+
+class RunLockedError(PSSTError, RuntimeError):
+    """Another process is writing the same output folder."""
+
+
+class RunWriteError(PSSTError, OSError):
+    """The disk refused a write (full, read-only, no permission); what was written before stays resumable.
+
+    Attributes
+    ----------
+    errno : int or None
+        The operating system's error number (e.g. ``errno.ENOSPC``).
+    filename : str or None
+        The file or folder that could not be written.
+    """
+
+    def __init__(self, message: str, *, errno: Optional[int] = None, filename: Optional[str] = None):
+        super().__init__(message)
+        self.message = message
+        self.errno, self.filename = errno, filename
+
+    def __str__(self) -> str:
+        return self.message
+
+
+# --- clusters (psst_helpers.distributed) ---------------------------------------------------------------
+
+class ClusterError(PSSTError, RuntimeError):
+    """The cluster could not be started, connected or used (ports, worker start-up, a stopped cluster)."""
+
+
+class WorkerDiedError(ClusterError):
+    """A worker stopped while the client needed it.
+
+    Attributes
+    ----------
+    task : int
+        Index of the worker task (``/job:worker/task:<task>``).
+    address : str
+        Its ``host:port``.
+    partial : dict
+        What was computed before the failure (see the raising function's documentation).
+    """
+
+    def __init__(self, message: str, *, task: int, address: str, partial: Optional[Dict[Any, Any]] = None):
+        super().__init__(message)
+        self.task = task
+        self.address = address
+        self.partial = {} if partial is None else partial

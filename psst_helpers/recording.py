@@ -56,7 +56,8 @@ from . import __version__
 from ._progress import progress_bar
 from ._tree import flatten, leaf_paths, unflatten
 from .analysis import count_steps
-from .errors import PSSTError
+from .errors import (CheckpointError, DamagedRunError, OutputExistsError, PSSTError, RunLockedError,  # noqa: F401
+                     RunWriteError)
 from .solvers import checks
 
 try:  # advisory locks that the kernel releases when the process dies (POSIX)
@@ -75,55 +76,6 @@ ARRAYS = "arrays.npz"
 STATES = "chunk_states.npy"
 LOCK = "run.lock"
 FORMAT = 2  # folder layout: 2 = checksummed chunks and chunk states
-
-
-class CheckpointError(PSSTError, ValueError):
-    """A checkpoint is corrupt, or belongs to a different run than the one asked for."""
-
-
-class OutputExistsError(PSSTError, FileExistsError):
-    """The output folder holds another run; pass ``overwrite=True`` (``--overwrite``) to replace it."""
-
-
-class DamagedRunError(PSSTError, ValueError):
-    """A file of a run does not hold what its checkpoint says it holds (truncated, deleted, changed).
-
-    Attributes
-    ----------
-    file : pathlib.Path
-        The first damaged file.
-    chunk : int
-        The first chunk whose data is damaged (0-based); :func:`run` recomputes from there.
-    """
-
-    def __init__(self, message: str, *, file: Path, chunk: int):
-        super().__init__(message)
-        self.file = file
-        self.chunk = chunk
-
-
-class RunLockedError(PSSTError, RuntimeError):
-    """Another process is writing the same output folder."""
-
-
-class RunWriteError(PSSTError, OSError):
-    """The disk refused a write (full, read-only, no permission); what was written before stays resumable.
-
-    Attributes
-    ----------
-    errno : int or None
-        The operating system's error number (e.g. ``errno.ENOSPC``).
-    filename : str or None
-        The file or folder that could not be written.
-    """
-
-    def __init__(self, message: str, *, errno: Optional[int] = None, filename: Optional[str] = None):
-        super().__init__(message)
-        self.message = message
-        self.errno, self.filename = errno, filename
-
-    def __str__(self) -> str:
-        return self.message
 
 
 class RunNotice(UserWarning):
