@@ -457,18 +457,21 @@ def mse(model: tf.Tensor, data: Any, weights: Any = None) -> tf.Tensor:
 
 # -- memory ---------------------------------------------------------------------------------
 def _rss_bytes() -> int:
-    with open("/proc/self/statm") as fh:
-        return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    """Resident set size of this process now, bytes (psutil: Linux, macOS and Windows)."""
+    from . import memory
+
+    return memory.rss_bytes()
 
 
 def peak_memory(fn: Callable[[], Any], interval_s: float = 0.0005) -> Tuple[float, Any]:
-    """Peak extra memory (MB) while ``fn()`` runs, and its result.
+    """Peak extra memory (MB, 10**6 bytes) while ``fn()`` runs, and its result.
 
-    On a GPU this is TensorFlow's own peak-allocation counter. On a Linux CPU it is the peak
-    resident memory of the process, sampled every ``interval_s`` s, above its level just before
-    the call; freed memory is handed back to the system first (``malloc_trim``) so that memory
-    a previous call left cached does not hide this call's use. Call ``fn`` once before to
-    exclude compilation.
+    On a GPU this is TensorFlow's own peak-allocation counter. On a CPU it is the peak resident
+    memory of the process above its level just before the call, on Linux, macOS and Windows alike
+    (:func:`psst_helpers.memory.peak_memory`: the system's record of the peak where it has one,
+    samples every ``interval_s`` s otherwise; freed memory is handed back to the system first on
+    Linux). A tensor result is converted to NumPy inside the call, so its computation counts.
+    Call ``fn`` once before to exclude compilation.
     """
     gpus = tf.config.list_logical_devices("GPU")
     if gpus:
@@ -476,31 +479,15 @@ def peak_memory(fn: Callable[[], Any], interval_s: float = 0.0005) -> Tuple[floa
         before = tf.config.experimental.get_memory_info(gpus[0].name)["current"]
         result = fn()
         return (tf.config.experimental.get_memory_info(gpus[0].name)["peak"] - before) / 1e6, result
-    if not sys.platform.startswith("linux"):
-        raise NotImplementedError("peak_memory on a CPU reads /proc/self/statm, which only Linux has")
-    try:
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):  # not glibc: cached memory may hide part of the use
-        pass
-    base = _rss_bytes()
-    peak, done = [base], threading.Event()
+    from . import memory
 
-    def poll():
-        while not done.is_set():
-            peak[0] = max(peak[0], _rss_bytes())
-            time.sleep(interval_s)
-
-    watcher = threading.Thread(target=poll, daemon=True)
-    watcher.start()
-    try:
+    def finished():
         result = fn()
         if isinstance(result, (tf.Tensor, tuple, list, dict)):
             tf.nest.map_structure(lambda x: x.numpy() if isinstance(x, tf.Tensor) else x, result)
-    finally:
-        done.set()
-        watcher.join()
-    peak[0] = max(peak[0], _rss_bytes())
-    return (peak[0] - base) / 1e6, result
+        return result
+
+    return memory.peak_memory(finished, interval_s=interval_s)
 
 
 def _positive_int(x: Any, name: str) -> int:

@@ -6,27 +6,28 @@ full duration and its graph's set-up counted once (its memory grows with the dur
 extrapolated); then this package's
 :func:`~psst_helpers.networks.simulate` for the full duration in float64 and float32, with synapse state per
 presynaptic neuron (the default) and per synapse. For each: the first call (tracing, compilation and a run)
-apart from the warm median, and the process's peak resident memory after it (``ru_maxrss``; variants run in
+apart from the warm median, and the process's peak resident memory after it
+(:func:`psst_helpers.memory.peak_rss_bytes`, the system's record, on Linux, macOS and Windows; variants run in
 increasing order of memory, so each figure is that variant's peak). The speed-up is the original design's
 extrapolated time over the warm run.
 """
 from __future__ import annotations
 
 import argparse
-import resource
-import sys
 import time
 from typing import Iterator, List
 
 import numpy as np
 
+from ..memory import peak_rss_bytes
 from .cli import register
 from .harness import Row, timed
 
 
 def _peak_rss_mib() -> float:
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return rss / 2**20 if sys.platform == "darwin" else rss / 1024  # bytes on macOS, KiB on Linux
+    """Peak resident memory of this process so far, MiB (NaN where the system keeps no record)."""
+    peak = peak_rss_bytes()
+    return float("nan") if peak is None else peak / 2**20
 
 
 def bench_locust(duration_ms: float = 1000.0, original_ms: float = 200.0, repeats: int = 3,
