@@ -19,6 +19,9 @@ import numpy as np
 from . import neurons as nrn
 from ._tree import flatten, tree_map, unflatten
 from .backend import ops_for
+from .channels import Channel
+from .components import _class_description, _plain, describe, fingerprint
+from .errors import ConnectivityError, InputDtypeError, ParameterError
 from .events import network_hook
 from .stimuli import Constant, LocustOdor, Pulses, Stimulus
 from .synapses import ACH, GABA_A, SynapseGroup, check_connectivity
@@ -52,11 +55,10 @@ class Model:
     post_step : callable ``hook(t0, y0, t1, y1)`` or None
     params : dict, JSON-serialisable description (for run metadata)
     arrays : dict of NumPy arrays that define the model beyond ``params`` (connectivity, targets)
-    key : hashable or None
-        The model's *structure*: everything its functions bake in as constants (sizes,
-        connectivity, kinetics, stimulus timing). Two models with the same key differ only in
-        their start state, so :func:`simulate` runs both with one compiled loop. ``None``: no
-        sharing between model objects.
+    parts : dict or None
+        What the model's functions bake in as constants, by name: its components (stimulus,
+        synapse groups, channels) and sizes. The model's :attr:`key` is derived from them; ``None``:
+        the model shares compiled loops with no other model object.
     """
 
     name: str
@@ -65,18 +67,41 @@ class Model:
     post_step: Optional[Callable[..., Any]] = None
     params: Dict[str, Any] = field(default_factory=dict)
     arrays: Dict[str, np.ndarray] = field(default_factory=dict)
-    key: Optional[Hashable] = None
+    parts: Optional[Dict[str, Any]] = None
+
+    @property
+    def key(self) -> Optional[Hashable]:
+        """The model's *structure* as a hashable key, derived from :attr:`parts` and the code of its
+        derivative and post-step functions (:func:`psst_helpers.components.fingerprint`); computed
+        anew on every call, so a part changed after the model was built is noticed. Two models with
+        the same key differ only in their start state and inputs, so :func:`simulate` runs both with
+        one compiled loop. ``None`` when the model has no :attr:`parts`."""
+        if self.parts is None:
+            return None
+        code = [_code_of(self.derivatives), _code_of(self.post_step)]
+        return fingerprint(self.parts, code)
+
+    def structure(self) -> Dict[str, Any]:
+        """The model's structure as a readable, JSON-friendly dict (its parts, described by
+        :func:`psst_helpers.components.describe`); run folders store it and name what differs."""
+        return {"model": self.name, **({} if self.parts is None else describe(self.parts))}
 
     def state(self, dtype: Any = np.float64) -> Dict[str, Any]:
         """A copy of the start state in ``dtype`` (float32 or float64); times stay float64."""
         return cast_state(self.initial_state, dtype)
 
 
+def _code_of(fn: Any) -> Any:
+    """The code of a model function without its closure's values (those are the model's parts)."""
+    code = getattr(getattr(fn, "__func__", fn), "__code__", None)
+    return None if code is None else _plain(code.co_code, set())
+
+
 def cast_state(y: Dict[str, Any], dtype: Any) -> Dict[str, Any]:
     """``y`` with every entry in ``dtype`` except the time entries (:data:`TIME_ENTRIES`, float64)."""
     dtype = np.dtype(dtype)
     if dtype not in _SUPPORTED:
-        raise TypeError(f"dtype must be float32 or float64, got {dtype} (float16 cannot hold a membrane state "
+        raise InputDtypeError(f"dtype must be float32 or float64, got {dtype} (float16 cannot hold a membrane state "
                         "or a spike time: about 3 significant digits, largest value 65504)")
     out = tree_map(lambda x: np.array(x, dtype=dtype), y)
     if isinstance(out, dict):
@@ -171,7 +196,7 @@ def simulate(
         return odeint_np(model.derivatives, start, t, method=method, record=record, every=every,
                          post_step=model.post_step, return_final=return_final)
     if backend not in ("tensorflow", "tf"):
-        raise ValueError(f"backend must be 'numpy' or 'tensorflow', got {backend!r}")
+        raise ParameterError(f"backend must be 'numpy' or 'tensorflow', got {backend!r}")
     integ = integrator_for(model, method=method, record=record, every=every, xla=xla)
     bar = None
     if progress is not False:
@@ -225,15 +250,18 @@ def _stitch(pieces: Sequence[Any]) -> Any:
 # --- all-Hodgkin-Huxley networks (chapters 3 and 4) ------------------------------------------------
 
 def network_inputs(synapses: Sequence[SynapseGroup], stimulus: Optional[Stimulus] = None,
-                   **extra: Any) -> Dict[str, Any]:
+                   channels: Sequence[Channel] = (), n: int = 0, **extra: Any) -> Dict[str, Any]:
     """The ``"par"`` entry of a network state: per-postsynaptic g and E of each synapse group, the
-    stimulus amplitudes (``"stim"``), and any ``extra`` parameter arrays (e.g. ``membrane``)."""
+    stimulus amplitudes (``"stim"``), g and E of each added channel on each of the ``n`` neurons
+    (``"channels"``), and any ``extra`` parameter arrays (e.g. ``membrane``)."""
     par: Dict[str, Any] = {k: tree_map(lambda x: np.asarray(x, float), v) for k, v in extra.items()}
     if synapses:
         par["syn"] = {s.kind: {"g": s.g.copy(), "E": s.E.copy()} for s in synapses}
-    stim = stimulus.inputs() if stimulus is not None else {}
+    stim = stimulus.amplitudes() if stimulus is not None else {}
     if stim:
         par["stim"] = stim
+    if channels:
+        par["channels"] = {c.name: {"g": np.full(n, float(c.g)), "E": np.full(n, float(c.E))} for c in channels}
     return par
 
 
@@ -249,14 +277,15 @@ def _network_state(V0: np.ndarray, I0: np.ndarray, extra: Dict[str, Any], synaps
 
 
 def _check_groups(synapses: Sequence[SynapseGroup], n: int) -> None:
-    kinds = [s.kind for s in synapses]
-    if len(set(kinds)) != len(kinds):
-        raise ValueError(f"give at most one SynapseGroup per kind, got {kinds}")
     for s in synapses:
         if not isinstance(s, SynapseGroup):
-            raise TypeError(f"synapses must be SynapseGroup objects, got {type(s).__name__}")
+            raise ParameterError(f"synapses must be SynapseGroup objects, got {type(s).__name__}")
+    kinds = [s.kind for s in synapses]
+    if len(set(kinds)) != len(kinds):
+        raise ParameterError(f"give at most one SynapseGroup per kind, got {kinds}")
+    for s in synapses:
         if s.n_neurons != n or s.n_post != n:
-            raise ValueError(f"a {s.kind} SynapseGroup is built for {s.n_neurons} -> {s.n_post} neurons, "
+            raise ConnectivityError(f"a {s.kind} SynapseGroup is built for {s.n_neurons} -> {s.n_post} neurons, "
                              f"the network has {n}")
 
 
@@ -285,13 +314,16 @@ def _synaptic(y: Dict[str, Any], synapses: Sequence[SynapseGroup], t: Any, t_fir
 
 
 def hh_derivatives(synapses: Sequence[SynapseGroup], params: Dict[str, float] = nrn.HH, *,
-                   t_fire: str = "t_fire", held: Sequence[str] = ("I_ext", "t_fire", "spikes")) -> Callable:
+                   t_fire: str = "t_fire", held: Sequence[str] = ("I_ext", "t_fire", "spikes"),
+                   channels: Sequence[Channel] = ()) -> Callable:
     """The derivative function of an HH network state (``V, m, h, n, I_ext, ...``, ``syn``, ``par``).
 
     The membrane parameters are read from ``y["par"]["membrane"]`` when the state has them (the
     network builders put them there, so they are inputs of the compiled loop), else from
     ``params``. ``held`` names the entries that are not integrated (their derivative is None);
-    ``t_fire`` the entry with the presynaptic spike times (see :func:`_synaptic`).
+    ``t_fire`` the entry with the presynaptic spike times (see :func:`_synaptic`). ``channels``
+    are added currents (:class:`psst_helpers.channels.Channel`) with gates in ``y["channels"]``
+    and g, E in ``y["par"]["channels"]``.
     """
 
     def derivatives(y: Dict[str, Any], t: Any) -> Dict[str, Any]:
@@ -300,12 +332,18 @@ def hh_derivatives(synapses: Sequence[SynapseGroup], params: Dict[str, float] = 
         I_Na, I_K, I_L = nrn.hh_currents(V, m, h, ng, p)
         dm, dh, dn = nrn.hh_gate_derivatives(V, m, h, ng)
         I_ion = I_Na + I_K + I_L
+        out = {"m": dm, "h": dh, "n": dn, **{k: None for k in held}}
+        if channels:
+            out["channels"] = {}
+            for c in channels:
+                gates, gE = y["channels"][c.name], y["par"]["channels"][c.name]
+                I_ion = I_ion + c.current(V, gates, gE["g"], gE["E"])
+                out["channels"][c.name] = c.gate_derivatives(V, gates)
         if synapses:
             I_syn, dsyn = _synaptic(y, synapses, t, t_fire)
             I_ion = I_ion + I_syn
-        out = {"V": (y["I_ext"] - I_ion) / p["C_m"], "m": dm, "h": dh, "n": dn, **{k: None for k in held}}
-        if synapses:
             out["syn"] = dsyn
+        out["V"] = (y["I_ext"] - I_ion) / p["C_m"]
         if "par" in y:
             out["par"] = _nones(y["par"])
         return out
@@ -315,7 +353,7 @@ def hh_derivatives(synapses: Sequence[SynapseGroup], params: Dict[str, float] = 
 
 def _check_count(name: str, n: Any) -> int:
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
-        raise ValueError(f"{name} must be a positive whole number of neurons, got {n!r}")
+        raise ParameterError(f"{name} must be a positive whole number of neurons, got {n!r}")
     return int(n)
 
 
@@ -327,8 +365,11 @@ def hh_network(
     V0: Any = -71.0,
     name: str = "hh_network",
     params: Dict[str, float] = nrn.HH,
+    channels: Sequence[Channel] = (),
 ) -> Model:
-    """n Hodgkin-Huxley neurons (models.md section 1), optionally coupled by synapse groups.
+    """n Hodgkin-Huxley neurons, optionally coupled by synapse groups.
+
+    Equations: the book's model reference, section "Hodgkin-Huxley neuron" (book/models.md).
 
     Parameters
     ----------
@@ -337,33 +378,60 @@ def hh_network(
     stimulus : Stimulus
         Injected current (uA/cm^2), see :mod:`psst_helpers.stimuli`.
     synapses : sequence of SynapseGroup
-        At most one group per kind ("ach", "gaba").
+        At most one group per kind (e.g. "ach", "gaba", "gabab", or kinds of your own).
     V0 : float or array
         Start voltage (mV); gates start at 0.
     params : dict
         Membrane parameters (:data:`psst_helpers.neurons.HH`); kept in the state's ``par`` so a
         sweep over them compiles once.
+    channels : sequence of Channel
+        Currents added to every neuron (:class:`psst_helpers.channels.Channel`, e.g.
+        :class:`~psst_helpers.channels.TransientK` or a class of your own), at most one per name.
+        Their gates start at :meth:`Channel.start` of ``V0``; their g and E are inputs of the
+        compiled loop (``par["channels"]``).
     """
     n = _check_count("n", n)
+    if not isinstance(stimulus, Stimulus):
+        raise ParameterError(f"stimulus must be a Stimulus object (psst_helpers.stimuli), got {type(stimulus).__name__}")
     if stimulus.n != n:
-        raise ValueError(f"the stimulus drives {stimulus.n} neurons, the network has {n}")
+        raise ParameterError(f"the stimulus drives {stimulus.n} neurons, the network has {n}")
     _check_groups(synapses, n)
+    channels = _check_channels(channels)
     membrane = nrn.check_params(params, nrn.HH, "HH membrane")
     V0 = np.asarray(V0, float)
     if V0.ndim and V0.size != n:
-        raise ValueError(f"V0 must be a number or one value per neuron ({n}), got shape {V0.shape}")
+        raise ParameterError(f"V0 must be a number or one value per neuron ({n}), got shape {V0.shape}")
     V0 = np.broadcast_to(V0, (n,)).copy()
     I0 = np.asarray(stimulus(0.0, V0), float)
-    gates = {"m": np.zeros(n), "h": np.zeros(n), "n": np.zeros(n)}
-    state = _network_state(V0, I0, gates, synapses, network_inputs(synapses, stimulus, membrane=membrane))
-    derivatives = hh_derivatives(synapses, membrane)
+    gates: Dict[str, Any] = {"m": np.zeros(n), "h": np.zeros(n), "n": np.zeros(n)}
+    if channels:
+        gates["channels"] = {c.name: {k: np.asarray(v, float).copy() for k, v in c.start(V0).items()} for c in channels}
+    state = _network_state(V0, I0, gates, synapses,
+                           network_inputs(synapses, stimulus, channels, n, membrane=membrane))
+    derivatives = hh_derivatives(synapses, membrane, channels=channels)
 
     desc = {"model": name, "n_neurons": n, "membrane": dict(membrane), "stimulus": stimulus.describe(),
             "synapses": [s.describe() for s in synapses]}
+    if channels:
+        desc["channels"] = [describe(c) for c in channels]
     arrays = {f"{s.kind}_pre": s.pre for s in synapses}
     arrays.update({f"{s.kind}_post": s.post for s in synapses})
-    key = ("hh_network", n, stimulus.structure_key(), tuple(s.structure_key() for s in synapses))
-    return Model(name, state, derivatives, network_hook(stimulus), desc, arrays, key)
+    parts = {"builder": "hh_network", "n": n, "stimulus": stimulus, "synapses": list(synapses),
+             "channels": list(channels)}
+    return Model(name, state, derivatives, network_hook(stimulus), desc, arrays, parts)
+
+
+def _check_channels(channels: Sequence[Channel]) -> Tuple[Channel, ...]:
+    channels = tuple(channels)
+    for c in channels:
+        if not isinstance(c, Channel):
+            raise ParameterError(f"channels must be Channel objects (psst_helpers.channels), got {type(c).__name__}")
+        if not c.gates:
+            raise ParameterError(f"channel {c.name!r} has no gates: a gate-less current belongs in the membrane")
+    names = [c.name for c in channels]
+    if len(set(names)) != len(names):
+        raise ParameterError(f"give each added channel its own name, got {names}")
+    return channels
 
 
 def single_neuron(I_inj: float = 5.0) -> Model:
@@ -378,7 +446,8 @@ def hh_population(I_inj: Any) -> Model:
 
 
 def three_neuron_network() -> Model:
-    """X1 -(ACh)-> X2 -(GABA_A)-> X3 with pulses into X1 (models.md section 2, chapter 4)."""
+    """X1 -(ACh)-> X2 -(GABA_A)-> X3 with pulses into X1 (chapter 4; the book's model reference,
+    section "Synapses: ACh and GABA_A", book/models.md)."""
     n = 3
     ach = SynapseGroup("ach", pre=[0], post=[1], n_neurons=n)
     gaba = SynapseGroup("gaba", pre=[1], post=[2], n_neurons=n)
@@ -388,7 +457,8 @@ def three_neuron_network() -> Model:
 
 # --- the locust antennal lobe (chapter 6) -----------------------------------------------------------
 
-#: Membrane parameters of projection neurons (PN) and local interneurons (LN), models.md section 4.
+#: Membrane parameters of projection neurons (PN) and local interneurons (LN):
+#: the book's model reference, section "Locust antennal lobe" (book/models.md).
 LOCUST: Dict[str, Dict[str, float]] = {
     "PN": {"g_K": 10.0, "E_K": -95.0, "g_L": 0.15, "E_L": -55.0, "g_KL": 0.05, "E_KL": -95.0,
            "g_Na": 100.0, "E_Na": 50.0, "g_A": 10.0, "E_A": -95.0},
@@ -412,7 +482,9 @@ def locust_antennal_lobe(
     g_KL_jitter: float = 0.0,
     storage: str = "pre",
 ) -> Model:
-    """The locust antennal lobe after Bazhenov et al. (2001): 90 PNs and 30 LNs (models.md section 4).
+    """The locust antennal lobe after Bazhenov et al. (2001): 90 PNs and 30 LNs.
+
+    Equations and parameters: the book's model reference, section "Locust antennal lobe" (book/models.md).
 
     Random parts are drawn from ``np.random.default_rng(seed)`` in this order: the ACh matrix
     (PN -> LN, probability ``p_connect``), the GABA_A matrix (LN -> every neuron, no self-connection),
@@ -434,9 +506,9 @@ def locust_antennal_lobe(
     """
     n_pn, n_ln = int(n_pn), int(n_ln)
     if n_pn < 0 or n_ln < 0 or n_pn + n_ln < 1:
-        raise ValueError(f"n_pn and n_ln must be non-negative whole numbers with at least one neuron, got {n_pn}, {n_ln}")
+        raise ParameterError(f"n_pn and n_ln must be non-negative whole numbers with at least one neuron, got {n_pn}, {n_ln}")
     if not 0.0 <= p_connect <= 1.0:
-        raise ValueError(f"p_connect is a probability in [0, 1], got {p_connect}")
+        raise ParameterError(f"p_connect is a probability in [0, 1], got {p_connect}")
     N = n_pn + n_ln
     explicit = {"C_ach": C_ach is not None, "C_gaba": C_gaba is not None, "stimulated": stimulated is not None,
                 "initial_state": initial_state is not None}
@@ -453,14 +525,14 @@ def locust_antennal_lobe(
     C_ach, C_gaba = check_connectivity("ach", C_ach), check_connectivity("gaba", C_gaba)
     for name, C in (("C_ach", C_ach), ("C_gaba", C_gaba)):
         if C.shape != (N, N):
-            raise ValueError(f"{name} must have shape ({N}, {N}) [post, pre], got {C.shape}")
+            raise ConnectivityError(f"{name} must have shape ({N}, {N}) [post, pre], got {C.shape}")
     drawn_targets = np.sort(rng.choice(N, size=int(0.33 * N), replace=False))
     if stimulus is None:
         stimulus = LocustOdor(N, drawn_targets if stimulated is None else stimulated)
         stimulated = stimulus.targets
     else:
         if stimulus.n != N:
-            raise ValueError(f"the stimulus drives {stimulus.n} neurons, the network has {N}")
+            raise ParameterError(f"the stimulus drives {stimulus.n} neurons, the network has {N}")
         stimulated = drawn_targets if stimulated is None else np.sort(np.asarray(stimulated, dtype=np.int64))
 
     g_ach = np.where(np.arange(N) < n_pn, 0.35, 0.3)  # 0.35 onto PNs is unused: no ACh synapse targets a PN
@@ -492,7 +564,7 @@ def locust_antennal_lobe(
         for s_ in synapses:
             got = np.shape(state.get("syn", {}).get(s_.kind, ()))
             if got != (s_.state_size,):
-                raise ValueError(
+                raise ParameterError(
                     f"initial_state['syn'][{s_.kind!r}] has shape {got}, but this network's {s_.kind} synapses "
                     f"keep {s_.state_size} open fractions (storage={storage!r}); build the state with the same storage")
 
@@ -501,12 +573,14 @@ def locust_antennal_lobe(
             "noise": noise, "g_KL_jitter": g_KL_jitter, "membrane": LOCUST, "stimulus": stimulus.describe(),
             "synapses": [s_.describe() for s_ in synapses], "explicit": explicit}
     arrays = {"C_ach": C_ach, "C_gaba": C_gaba, "stimulated": np.asarray(stimulated), "g_KL": g_KL}
-    key = ("locust_antennal_lobe", n_pn, n_ln, stimulus.structure_key(), tuple(s_.structure_key() for s_ in synapses))
-    return Model("locust_antennal_lobe", state, derivatives, network_hook(stimulus), desc, arrays, key)
+    parts = {"builder": "locust_antennal_lobe", "n_pn": n_pn, "n_ln": n_ln, "stimulus": stimulus,
+             "synapses": list(synapses)}
+    return Model("locust_antennal_lobe", state, derivatives, network_hook(stimulus), desc, arrays, parts)
 
 
 def locust_derivatives(synapses: Sequence[SynapseGroup], *, n_pn: int, n_ln: int) -> Callable:
-    """The derivative function of the locust antennal lobe (chapter 6, models.md section 4).
+    """The derivative function of the locust antennal lobe (chapter 6; the book's model reference,
+    section "Locust antennal lobe", book/models.md).
 
     PNs are neurons ``0 .. n_pn-1``, LNs the ``n_ln`` after them. The state holds ``V`` (all
     neurons), ``pn`` and ``ln`` (their gates, :func:`psst_helpers.neurons.pn_membrane` and

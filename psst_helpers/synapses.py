@@ -70,22 +70,216 @@ neuron differ: different start values (``O0``), per-synapse parameters, or plast
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Dict, Optional, Tuple
-
-import hashlib
+from typing import Any, ClassVar, Dict, Optional, Tuple, Union
 
 import numpy as np
 
 from .backend import ops_for
+from .components import Component
+from .errors import ConnectivityError, ParameterError
 
-__all__ = ["SynapseGroup", "ACH", "GABA_A", "DENSE_MAX_ENTRIES", "DENSE_PER_SYNAPSE", "EVENT_CAPACITY",
-           "check_connectivity"]
+__all__ = ["SynapseKind", "FirstOrderKind", "Cholinergic", "GABAA", "GABAB", "SynapseGroup", "ACH", "GABA_A",
+           "GABA_B", "KINDS", "DENSE_MAX_ENTRIES", "DENSE_PER_SYNAPSE", "EVENT_CAPACITY", "check_connectivity"]
 
-#: Cholinergic (excitatory) synapse: rates (1/ms), reversal (mV), transmitter pulse A for t_max ms after
-#: the presynaptic spike (delayed by t_delay ms). models.md section 2.
-ACH: Dict[str, float] = {"alpha": 10.0, "beta": 0.2, "g": 0.35, "E": 0.0, "A": 0.5, "t_max": 0.3, "t_delay": 0.0}
-#: Fast GABA_A (inhibitory) synapse: transmitter 1/(1 + exp(-(V_pre - V0)/sigma)).
-GABA_A: Dict[str, float] = {"alpha": 10.0, "beta": 0.16, "g": 0.8, "E": -70.0, "V0": -20.0, "sigma": 1.5}
+
+# --- synapse kinds: what one synapse does ------------------------------------------------------------
+
+class SynapseKind(Component):
+    """What a synapse of one kind does: its transmitter, its kinetics and the conductance it opens.
+
+    A kind is one class; a reader adds a new one (NMDA, a facilitating synapse) in their own code by
+    subclassing this and defining the four methods below. Parameters are attributes (plain numbers);
+    ``g`` and ``E`` are only the defaults of :class:`SynapseGroup`'s per-postsynaptic inputs.
+
+    Attributes
+    ----------
+    name : str
+        Short name, the group's key in the network state (``y["syn"][name]``).
+    variables : tuple of str
+        The state variables of one synapse (one per presynaptic neuron with ``storage="pre"``), e.g.
+        ``("O",)``; a kind with several keeps them as a dict in the state.
+    pulse : tuple (delay_ms, duration_ms) or None
+        Set when the transmitter is exactly zero except ``delay < t - t_fire < delay + duration``
+        after a presynaptic spike; :class:`SynapseGroup` can then sum over the releasing sources
+        only (``product="event"``).
+    """
+
+    name: ClassVar[str] = "synapse"
+    variables: ClassVar[Tuple[str, ...]] = ("O",)
+    inputs = ("g", "E")
+    g: float = 0.0
+    E: float = 0.0
+
+    @property
+    def pulse(self) -> Optional[Tuple[float, float]]:
+        return None
+
+    def transmitter(self, V: Any, t_fire: Any, t: Any) -> Any:  # pragma: no cover - abstract
+        """Transmitter released by each presynaptic neuron (``V`` mV, ``t_fire`` and ``t`` ms), in V's dtype."""
+        raise NotImplementedError
+
+    def derivatives(self, x: Dict[str, Any], T: Any) -> Dict[str, Any]:  # pragma: no cover - abstract
+        """d/dt of each variable in ``x`` (a dict by :attr:`variables`) given the transmitter ``T`` (1/ms)."""
+        raise NotImplementedError
+
+    def conductance(self, x: Dict[str, Any]) -> Any:
+        """The fraction of the maximal conductance one synapse opens (dimensionless); by default its
+        first variable. It is summed over the synapses onto each postsynaptic neuron."""
+        return x[self.variables[0]]
+
+    def start(self, O0: Any) -> Dict[str, Any]:
+        """Start values of the variables for given start open fractions (by default: all variables at ``O0``
+        for the first, 0 for the others)."""
+        O0 = np.asarray(O0, float)
+        return {v: (O0.copy() if i == 0 else np.zeros_like(O0)) for i, v in enumerate(self.variables)}
+
+    def parameters(self) -> Dict[str, float]:
+        """The kind's parameters by name (its public attributes, ``g`` and ``E`` included)."""
+        names = [k for k in dir(type(self)) if not k.startswith("_") and isinstance(getattr(type(self), k, None),
+                                                                               (int, float))]
+        names = sorted(set(names) | {k for k in vars(self) if not k.startswith("_")})
+        return {k: float(getattr(self, k)) for k in names if isinstance(getattr(self, k), (int, float, np.number))}
+
+    def replace(self, **changes: Any) -> "SynapseKind":
+        """A copy with some parameters changed (unknown names are refused)."""
+        known = self.parameters()
+        unknown = sorted(set(changes) - set(known))
+        if unknown:
+            raise ParameterError(f"unknown {self.name} synapse parameter(s) {unknown}; known: {sorted(known)}")
+        return type(self)(**{**{k: v for k, v in vars(self).items() if not k.startswith("_")}, **changes})
+
+    def _check(self) -> None:
+        for k, v in self.parameters().items():
+            if not np.isfinite(v):
+                raise ParameterError(f"{self.name} synapse parameter {k} must be finite, got {v}")
+
+
+@dataclass
+class FirstOrderKind(SynapseKind):
+    """A synapse with one open fraction O: ``dO/dt = alpha (1 - O) T - beta O``
+    (the book's model reference, section "Synapses: ACh and GABA_A", book/models.md).
+
+    Subclasses define :meth:`transmitter`; ``alpha`` is in 1/(mM ms) with T in mM, ``beta`` in 1/ms.
+    """
+
+    alpha: float = 10.0
+    beta: float = 0.2
+
+    def derivatives(self, x: Dict[str, Any], T: Any) -> Dict[str, Any]:
+        O = x["O"]
+        return {"O": self.alpha * (1.0 - O) * T - self.beta * O}
+
+
+@dataclass
+class Cholinergic(FirstOrderKind):
+    """Cholinergic (excitatory) synapse: T = ``A`` mM while ``t_delay < t - t_fire < t_delay + t_max`` (ms)."""
+
+    name: ClassVar[str] = "ach"
+    alpha: float = 10.0
+    beta: float = 0.2
+    g: float = 0.35
+    E: float = 0.0
+    A: float = 0.5
+    t_max: float = 0.3
+    t_delay: float = 0.0
+
+    def __post_init__(self) -> None:
+        self._check()
+
+    @property
+    def pulse(self) -> Optional[Tuple[float, float]]:
+        return (self.t_delay, self.t_max)
+
+    def transmitter(self, V: Any, t_fire: Any, t: Any) -> Any:
+        xp = ops_for(V)
+        start = t_fire + self.t_delay
+        active = (t > start) & (t < start + self.t_max)
+        return xp.where(active, xp.const(self.A, V), xp.const(0.0, V))
+
+
+@dataclass
+class GABAA(FirstOrderKind):
+    """Fast GABA_A (inhibitory) synapse: T = ``1 / (1 + exp(-(V_pre - V0)/sigma))`` (graded by the presynaptic voltage)."""
+
+    name: ClassVar[str] = "gaba"
+    alpha: float = 10.0
+    beta: float = 0.16
+    g: float = 0.8
+    E: float = -70.0
+    V0: float = -20.0
+    sigma: float = 1.5
+
+    def __post_init__(self) -> None:
+        self._check()
+
+    def transmitter(self, V: Any, t_fire: Any, t: Any) -> Any:
+        xp = ops_for(V)
+        return 1.0 / (1.0 + xp.exp(-(V - self.V0) / self.sigma))
+
+
+@dataclass
+class GABAB(SynapseKind):
+    """Slow GABA_B (inhibitory) synapse with a G-protein second messenger (Destexhe et al. 1996).
+
+    Receptors r (fraction bound, dimensionless) and G-protein s (uM) of each presynaptic neuron::
+
+        dr/dt = K1 T (1 - r) - K2 r,     ds/dt = K3 r - K4 s,
+        I = g s^n / (s^n + Kd) (V - E),
+
+    with T = ``A`` mM for ``t_max`` ms after a presynaptic spike (delayed by ``t_delay``). The
+    conductance is a nonlinear function of s, but of the presynaptic neuron's s alone, so one
+    state per presynaptic neuron stays exact.
+    """
+
+    name: ClassVar[str] = "gabab"
+    variables: ClassVar[Tuple[str, ...]] = ("r", "s")
+    K1: float = 0.09
+    K2: float = 0.0012
+    K3: float = 0.18
+    K4: float = 0.034
+    Kd: float = 100.0
+    n: float = 4.0
+    g: float = 0.2
+    E: float = -95.0
+    A: float = 0.5
+    t_max: float = 0.3
+    t_delay: float = 0.0
+
+    def __post_init__(self) -> None:
+        self._check()
+
+    @property
+    def pulse(self) -> Optional[Tuple[float, float]]:
+        return (self.t_delay, self.t_max)
+
+    def transmitter(self, V: Any, t_fire: Any, t: Any) -> Any:
+        xp = ops_for(V)
+        start = t_fire + self.t_delay
+        active = (t > start) & (t < start + self.t_max)
+        return xp.where(active, xp.const(self.A, V), xp.const(0.0, V))
+
+    def derivatives(self, x: Dict[str, Any], T: Any) -> Dict[str, Any]:
+        r, s = x["r"], x["s"]
+        return {"r": self.K1 * T * (1.0 - r) - self.K2 * r, "s": self.K3 * r - self.K4 * s}
+
+    def conductance(self, x: Dict[str, Any]) -> Any:
+        sn = x["s"] ** self.n
+        return sn / (sn + self.Kd)
+
+    def start(self, O0: Any) -> Dict[str, Any]:
+        O0 = np.asarray(O0, float)
+        return {"r": O0.copy(), "s": np.zeros_like(O0)}
+
+
+#: The built-in kinds by name (``SynapseGroup("ach", ...)``).
+KINDS: Dict[str, type] = {"ach": Cholinergic, "gaba": GABAA, "gabab": GABAB}
+
+#: Parameters of the built-in kinds, as dicts (the book's model reference, sections "Synapses: ACh and GABA_A"
+#: and "GABA_B synapse (slow inhibition)", book/models.md): rates 1/ms or 1/(mM ms), reversal mV,
+#: transmitter pulse A (mM) for t_max ms after the presynaptic spike, delayed by t_delay ms.
+ACH: Dict[str, float] = Cholinergic().parameters()
+GABA_A: Dict[str, float] = GABAA().parameters()
+GABA_B: Dict[str, float] = GABAB().parameters()
 
 #: ``product="auto"`` uses the dense block up to ``DENSE_MAX_ENTRIES + DENSE_PER_SYNAPSE * S`` entries.
 DENSE_MAX_ENTRIES = 16384
@@ -93,8 +287,20 @@ DENSE_PER_SYNAPSE = 4
 #: ``product="event"`` visits at most this many recently fired sources per evaluation in a compiled loop
 #: (more: the sum over every synapse is taken for that evaluation). Each slot costs a scatter of one
 #: source's synapses per RK stage, so the capacity is a trade: 32 covers chapter 4's network 99.8 % of
-#: the time.
+#: the time. A group reads it when it is built (it is part of the group's structure).
 EVENT_CAPACITY = 32
+
+
+def kind_of(kind: Union[str, SynapseKind], params: Optional[Dict[str, float]] = None) -> SynapseKind:
+    """The :class:`SynapseKind` for a built-in name or a kind object, with ``params`` overriding its parameters."""
+    if isinstance(kind, str):
+        if kind not in KINDS:
+            raise ParameterError(f"unknown synapse kind {kind!r}; built in: {sorted(KINDS)}, or pass a SynapseKind "
+                                 "object (a class of your own)")
+        kind = KINDS[kind]()
+    elif not isinstance(kind, SynapseKind):
+        raise ParameterError(f"kind must be a name ({sorted(KINDS)}) or a SynapseKind object, got {type(kind).__name__}")
+    return kind.replace(**params) if params else kind
 
 
 def _indices(name: str, idx: Any, size: int) -> np.ndarray:
@@ -104,62 +310,74 @@ def _indices(name: str, idx: Any, size: int) -> np.ndarray:
         if not np.issubdtype(arr.dtype, np.number) or not np.all(np.isfinite(arr)) or np.any(arr != np.round(arr)):
             bad = arr.ravel()[0] if not np.issubdtype(arr.dtype, np.number) else \
                 arr.ravel()[np.flatnonzero(~np.isfinite(arr.ravel()) | (arr.ravel() != np.round(arr.ravel())))[0]]
-            raise ValueError(f"{name} must hold whole neuron indices, got {bad!r}")
+            raise ConnectivityError(f"{name} must hold whole neuron indices, got {bad!r}")
     arr = arr.astype(np.int64).ravel()
     if arr.size and (arr.min() < 0 or arr.max() >= size):
         bad = arr[(arr < 0) | (arr >= size)][0]
-        raise ValueError(f"{name} indices must lie in [0, {size}), got {bad} (negative indices are not "
-                         "counted from the end here)")
+        raise ConnectivityError(f"{name} indices must lie in [0, {size}), got {bad} (negative indices are not "
+                                "counted from the end here)")
     return arr
 
 
 def _per_post(name: str, value: Any, n: int) -> np.ndarray:
     arr = np.asarray(value, dtype=float)
     if arr.ndim > 1 or (arr.ndim == 1 and arr.size not in (1, n)):
-        raise ValueError(f"{name} must be a number or an array with one value per postsynaptic neuron "
-                         f"({n}), got shape {arr.shape}")
+        raise ParameterError(f"{name} must be a number or an array with one value per postsynaptic neuron "
+                             f"({n}), got shape {arr.shape}")
     if not np.all(np.isfinite(arr)):
-        raise ValueError(f"{name} must be finite, got {arr.ravel()[~np.isfinite(arr.ravel())][0]}")
+        raise ParameterError(f"{name} must be finite, got {arr.ravel()[~np.isfinite(arr.ravel())][0]}")
     return np.broadcast_to(arr.ravel() if arr.ndim else arr, (n,)).astype(float)
 
 
 @dataclass
-class SynapseGroup:
-    """One kind of synapse between the neurons of a network (chapter 4).
+class SynapseGroup(Component):
+    """The synapses of one kind between the neurons of a network (chapter 4).
 
     Parameters
     ----------
-    kind : {"ach", "gaba"}
-        Cholinergic (transmitter ``A`` for ``t_max`` ms after a presynaptic spike) or fast GABA_A
-        (transmitter a sigmoid of the presynaptic voltage).
+    kind : str or SynapseKind
+        A built-in kind by name — ``"ach"`` (cholinergic: transmitter ``A`` for ``t_max`` ms after a
+        presynaptic spike), ``"gaba"`` (fast GABA_A: transmitter a sigmoid of the presynaptic voltage),
+        ``"gabab"`` (slow GABA_B with a second messenger) — or a :class:`SynapseKind` object, e.g.
+        of a class of your own.
     pre, post : int arrays of equal length S
         Presynaptic and postsynaptic neuron of each synapse.
     n_neurons : int
         Number of neurons in the network (the length of V).
     g, E : float or array of length n_post
         Maximal conductance (mS/cm^2) and reversal potential (mV) of this synapse kind *on each
-        postsynaptic neuron*; defaults from ``params``.
+        postsynaptic neuron*; defaults from the kind. Inputs of the compiled loop.
     params : dict
-        Kinetic constants, a subset of :data:`ACH` or :data:`GABA_A` (unknown names are refused).
+        Parameters of the kind to change (e.g. ``{"t_delay": 1.0}``; unknown names are refused).
     n_post : int, optional
         Number of postsynaptic neurons when they are not the same ``n_neurons`` neurons: a block of
         a partitioned network (:mod:`psst_helpers.partition`) receives synapses from all
         ``n_neurons`` neurons (``pre`` indexes those) onto its own ``n_post`` neurons (``post``
         indexes those). Defaults to ``n_neurons``.
     storage : {"pre", "synapse"}
-        One open fraction per presynaptic neuron (exact, see the module text; the default) or per
+        One state per presynaptic neuron (exact, see the module text; the default) or per
         synapse (for synapses of one neuron that differ).
     product : {"auto", "dense", "sparse", "event"}
-        How ``sum_j C[i, j] O_j`` is computed with ``storage="pre"`` (see the module text):
-        ``"event"`` (ACh only) carries the sum in the state and updates it from the releasing
-        sources alone; ``"auto"`` takes the dense block while it is small, else ``"event"`` for
-        ACh and ``"sparse"`` for GABA_A.
+        How ``sum_j C[i, j] G_j`` is computed with ``storage="pre"`` (see the module text):
+        ``"event"`` (first-order kinds with a pulsed transmitter, e.g. ACh) carries the sum in the
+        state and updates it from the releasing sources alone; ``"auto"`` takes the dense block while
+        it is small, else ``"event"`` where it applies and ``"sparse"`` otherwise.
     O0 : float or array of length S
-        Start open fraction of each synapse (dimensionless, 0 to 1). With ``storage="pre"`` the
-        synapses of one presynaptic neuron must start equal.
+        Start open fraction of each synapse (dimensionless, 0 to 1; for a kind with several
+        variables, see :meth:`SynapseKind.start`). With ``storage="pre"`` the synapses of one
+        presynaptic neuron must start equal.
+
+    Attributes
+    ----------
+    kinetics : SynapseKind
+        The kind object (transmitter, kinetics, conductance).
+    kind : str
+        Its name, the group's key in the network state (``y["syn"][kind]``).
     """
 
-    kind: str
+    inputs = ("g", "E", "O0", "params", "_O0")
+
+    kind: Any
     pre: Any
     post: Any
     n_neurons: int
@@ -172,37 +390,32 @@ class SynapseGroup:
     O0: Any = 0.0
 
     def __post_init__(self) -> None:
-        if self.kind not in ("ach", "gaba"):
-            raise ValueError(f"unknown synapse kind {self.kind!r}; use 'ach' or 'gaba'")
+        self.kinetics = kind_of(self.kind, self.params)
+        self.kind = self.kinetics.name
         if self.storage not in ("pre", "synapse"):
-            raise ValueError(f"storage must be 'pre' (one state per presynaptic neuron) or 'synapse', "
-                             f"got {self.storage!r}")
+            raise ParameterError(f"storage must be 'pre' (one state per presynaptic neuron) or 'synapse', "
+                                 f"got {self.storage!r}")
         if self.product not in ("auto", "dense", "sparse", "event"):
-            raise ValueError(f"product must be 'auto', 'dense', 'sparse' or 'event', got {self.product!r}")
-        if self.product == "event" and (self.kind != "ach" or self.storage != "pre"):
-            raise ValueError(
-                "product='event' needs a transmitter that is exactly zero between presynaptic spikes "
-                f"(kind 'ach') and one state per presynaptic neuron (storage 'pre'); got kind {self.kind!r}, "
+            raise ParameterError(f"product must be 'auto', 'dense', 'sparse' or 'event', got {self.product!r}")
+        eventable = (isinstance(self.kinetics, FirstOrderKind) and self.kinetics.pulse is not None
+                     and self.storage == "pre")
+        if self.product == "event" and not eventable:
+            raise ParameterError(
+                "product='event' needs a first-order kind whose transmitter is exactly zero between presynaptic "
+                f"spikes (e.g. 'ach') and one state per presynaptic neuron (storage 'pre'); got kind {self.kind!r}, "
                 f"storage {self.storage!r}: use product='sparse' or 'dense'")
-        defaults = ACH if self.kind == "ach" else GABA_A
-        unknown = sorted(set(self.params or {}) - set(defaults))
-        if unknown:
-            raise ValueError(f"unknown {self.kind} synapse parameter(s) {unknown}; known: {sorted(defaults)}")
-        self.params = {**defaults, **(self.params or {})}
-        for k, v in self.params.items():
-            if not np.isfinite(float(v)):
-                raise ValueError(f"synapse parameter {k} must be finite, got {v}")
+        self.params = self.kinetics.parameters()
         if isinstance(self.n_neurons, bool) or int(self.n_neurons) != self.n_neurons or self.n_neurons < 1:
-            raise ValueError(f"n_neurons must be a positive whole number, got {self.n_neurons!r}")
+            raise ParameterError(f"n_neurons must be a positive whole number, got {self.n_neurons!r}")
         self.n_neurons = int(self.n_neurons)
         self.n_post = self.n_neurons if self.n_post is None else int(self.n_post)
         self.pre = _indices("pre", self.pre, self.n_neurons).astype(np.int32)
         self.post = _indices("post", self.post, self.n_post).astype(np.int32)
         if self.pre.shape != self.post.shape:
-            raise ValueError(f"pre and post must have the same length, got {self.pre.size} and {self.post.size}")
+            raise ConnectivityError(f"pre and post must have the same length, got {self.pre.size} and {self.post.size}")
         n = self.n_post
-        self.g = _per_post("g", self.params["g"] if self.g is None else self.g, n)
-        self.E = _per_post("E", self.params["E"] if self.E is None else self.E, n)
+        self.g = _per_post("g", self.kinetics.g if self.g is None else self.g, n)
+        self.E = _per_post("E", self.kinetics.E if self.E is None else self.E, n)
 
         #: Presynaptic neurons with at least one synapse of this group, increasing.
         self.sources = np.unique(self.pre).astype(np.int32)
@@ -214,34 +427,34 @@ class SynapseGroup:
         )
         O0 = np.asarray(self.O0, dtype=float)
         if O0.ndim and O0.size != self.size:
-            raise ValueError(f"O0 must be a number or one value per synapse ({self.size}), got shape {O0.shape}")
+            raise ParameterError(f"O0 must be a number or one value per synapse ({self.size}), got shape {O0.shape}")
         O0 = np.broadcast_to(O0, (self.size,)).astype(float)
         if np.any(~np.isfinite(O0)) or np.any((O0 < 0) | (O0 > 1)):
-            raise ValueError("O0 (start open fractions) must lie in [0, 1]")
+            raise ParameterError("O0 (start open fractions) must lie in [0, 1]")
         if self.storage == "pre":
             first = np.zeros(self.sources.size)
             first[self._col[::-1]] = O0[::-1]  # the value of each source's first synapse
             differ = np.flatnonzero(O0 != first[self._col])
             if differ.size:
                 s = int(differ[0])
-                raise ValueError(
+                raise ParameterError(
                     f"synapses leaving neuron {int(self.pre[s])} start at different open fractions "
                     f"({first[self._col[s]]} and {O0[s]}); one state per presynaptic neuron cannot hold that: "
                     "use storage='synapse'")
-            self._O0 = first
-        else:
-            self._O0 = O0
+            O0 = first
         entries = n * self.sources.size
         self.dense = self.storage == "pre" and (
             self.product == "dense"
             or (self.product == "auto" and entries <= DENSE_MAX_ENTRIES + DENSE_PER_SYNAPSE * self.size))
         #: ``product="event"``: the summed open fraction onto each postsynaptic neuron is part of the state
-        self.event = self.storage == "pre" and not self.dense and (
-            self.product == "event" or (self.product == "auto" and self.kind == "ach"))
+        self.event = eventable and not self.dense and self.product in ("event", "auto")
+        #: slots of the event-driven sum (read from :data:`EVENT_CAPACITY` when the group is built)
+        self.capacity = int(EVENT_CAPACITY) if self.event else 0
         if self.dense:
             M = np.zeros((n, self.sources.size))
             np.add.at(M, (self.post, self._col), 1.0)  # a repeated (post, pre) pair counts twice
             self._matrix = M
+        start = self.kinetics.start(O0)
         if self.event:
             # the postsynaptic neurons of each source, one row per source, padded with n (a discarded row)
             per_source = np.bincount(self._col, minlength=self.sources.size)
@@ -250,16 +463,19 @@ class SynapseGroup:
             targets = np.full((self.sources.size + 1, max(1, int(per_source.max(initial=0)))), n, np.int32)
             targets[self._col[order], np.arange(self.size) - first[self._col[order]]] = self.post[order]
             self._targets = targets
-            self._O0 = np.concatenate([self._O0, np.bincount(self.post, weights=self._O0[self._col], minlength=n)])
+            O_src = start["O"]
+            start = {"O": np.concatenate([O_src, np.bincount(self.post, weights=O_src[self._col], minlength=n)])}
+        self._O0 = start
 
     @classmethod
-    def from_matrix(cls, kind: str, C: Any, *, allow_self: bool = False, **kwargs: Any) -> "SynapseGroup":
+    def from_matrix(cls, kind: Any, C: Any, *, allow_self: bool = False, **kwargs: Any) -> "SynapseGroup":
         """Build from a 0/1 connectivity matrix ``C[post, pre]`` (only its ones become synapses).
 
         Entries other than 0 and 1 are refused (a weight belongs in ``g``), and so are ones on the
         diagonal (a neuron synapsing onto itself) unless ``allow_self=True``.
         """
-        C = check_connectivity(kind, C, allow_self=allow_self)
+        name = kind if isinstance(kind, str) else getattr(kind, "name", "synapse")
+        C = check_connectivity(name, C, allow_self=allow_self)
         post, pre = np.nonzero(C)
         return cls(kind, pre=pre, post=post, n_neurons=C.shape[1], n_post=C.shape[0], **kwargs)
 
@@ -270,27 +486,24 @@ class SynapseGroup:
 
     @property
     def state_size(self) -> int:
-        """Length of this group's state: one per source (``storage="pre"``) or per synapse; with
-        ``product="event"`` followed by one summed open fraction per postsynaptic neuron."""
+        """Length of each of this group's state variables: one per source (``storage="pre"``) or per
+        synapse; with ``product="event"`` followed by one summed open fraction per postsynaptic neuron."""
         if self.storage == "synapse":
             return int(self.size)
         return int(self.sources.size + (self.n_post if self.event else 0))
 
-    def initial_state(self) -> np.ndarray:
-        """The start open fractions, in this group's state layout (float64)."""
-        return self._O0.copy()
+    def initial_state(self) -> Any:
+        """The start state in this group's layout (float64): an array for a kind with one variable,
+        a dict of arrays (by :attr:`SynapseKind.variables`) for a kind with several."""
+        if len(self.kinetics.variables) == 1:
+            return next(iter(self._O0.values())).copy()
+        return {k: v.copy() for k, v in self._O0.items()}
 
     def matrix(self) -> np.ndarray:
         """The dense 0/1 connectivity matrix ``C[post, pre]`` (for plots)."""
         C = np.zeros((self.n_post, self.n_neurons), dtype=np.int8)
         C[self.post, self.pre] = 1
         return C
-
-    def structure_key(self) -> Tuple[Any, ...]:
-        """What a compiled loop bakes in: kind, layout, kinetics and connectivity (not g or E)."""
-        digest = hashlib.sha1(self.pre.tobytes() + b"|" + self.post.tobytes()).hexdigest()
-        kinetics = tuple(sorted((k, float(v)) for k, v in self.params.items() if k not in ("g", "E")))
-        return (self.kind, self.storage, self.dense, self.event, self.n_neurons, self.n_post, digest, kinetics)
 
     # -- the equations -------------------------------------------------------------------------
     def _of_sources(self, x: Any) -> Any:
@@ -299,33 +512,29 @@ class SynapseGroup:
             return x[lo:hi]  # a slice: no gather when the sources are contiguous (the locust's PNs, LNs)
         return ops_for(x).gather(x, self.sources)
 
-    def transmitter(self, V: Any, t_fire: Any, t: Any) -> Any:
-        """Transmitter T (dimensionless) released by each neuron of ``V`` / ``t_fire``, in V's dtype.
+    def _variables(self, O: Any) -> Dict[str, Any]:
+        return O if isinstance(O, dict) else {self.kinetics.variables[0]: O}
 
-        ``t`` and ``t_fire`` (ms) are compared in their own dtype (float64 in the book's models,
-        even when V is float32).
-        """
-        xp = ops_for(V)
-        p = self.params
-        if self.kind == "ach":
-            start = t_fire + p["t_delay"]
-            active = (t > start) & (t < start + p["t_max"])
-            return xp.where(active, xp.const(p["A"], V), xp.const(0.0, V))
-        return 1.0 / (1.0 + xp.exp(-(V - p["V0"]) / p["sigma"]))
+    def _state(self, d: Dict[str, Any]) -> Any:
+        return d if len(self.kinetics.variables) > 1 else d[self.kinetics.variables[0]]
+
+    def transmitter(self, V: Any, t_fire: Any, t: Any) -> Any:
+        """Transmitter released by each neuron of ``V`` / ``t_fire``, in V's dtype (``t``, ``t_fire`` in ms)."""
+        return self.kinetics.transmitter(V, t_fire, t)
 
     def derivative(self, O: Any, V: Any, t_fire: Any, t: Any) -> Any:
-        """dO/dt = alpha (1 - O) T - beta O (1/ms), in this group's state layout.
+        """d/dt of this group's state (1/ms), in its layout.
 
         ``V`` and ``t_fire`` are the presynaptic side: all ``n_neurons`` neurons.
         """
-        alpha, beta = self.params["alpha"], self.params["beta"]
+        kin = self.kinetics
         if self.storage == "synapse":
-            T = ops_for(V).gather(self.transmitter(V, t_fire, t), self.pre)
-            return alpha * (1.0 - O) * T - beta * O
+            T = ops_for(V).gather(kin.transmitter(V, t_fire, t), self.pre)
+            return self._state(kin.derivatives(self._variables(O), T))
         t_src = self._of_sources(t_fire)
-        T = self.transmitter(self._of_sources(V), t_src, t)
+        T = kin.transmitter(self._of_sources(V), t_src, t)
         if not self.event:
-            return alpha * (1.0 - O) * T - beta * O
+            return self._state(kin.derivatives(self._variables(O), T))
         # O = [open fraction of each source, summed open fraction onto each postsynaptic neuron s_i].
         # d s_i/dt = sum_j C[i, j] dO_j/dt = alpha sum_j C[i, j] (1 - O_j) T_j - beta s_i, and the sum
         # visits only the sources that fired within the transmitter's window (a few per step) instead
@@ -334,23 +543,26 @@ class SynapseGroup:
         k = self.sources.size
         O_src, s = O[:k], O[k:]
         release = (1.0 - O_src) * T
-        onto = xp.recent_columns_sum(release, t_src, t, self.params["t_delay"], self.params["t_max"], self._targets,
-                                     self._col, self.post, self.n_post, EVENT_CAPACITY)
-        return xp.concat([alpha * release - beta * O_src, alpha * onto - beta * s])
+        delay, duration = kin.pulse
+        onto = xp.recent_columns_sum(release, t_src, t, delay, duration, self._targets,
+                                     self._col, self.post, self.n_post, self.capacity)
+        return xp.concat([kin.alpha * release - kin.beta * O_src, kin.alpha * onto - kin.beta * s])
 
     def total_open(self, O: Any) -> Any:
-        """``sum_{synapses onto i} O`` for every postsynaptic neuron i (dimensionless)."""
-        xp = ops_for(O)
-        if self.storage == "synapse":
-            return xp.segment_sum(O, self.post, self.n_post)
+        """``sum_{synapses onto i} G`` for every postsynaptic neuron i, G the conductance fraction each
+        synapse opens (its open fraction O for a first-order kind; dimensionless)."""
         if self.event:
             return O[self.sources.size:]
+        G = self.kinetics.conductance(self._variables(O))
+        xp = ops_for(G)
+        if self.storage == "synapse":
+            return xp.segment_sum(G, self.post, self.n_post)
         if self.dense:
-            return xp.matvec(xp.const(self._matrix, O), O)
-        return xp.segment_sum(xp.gather(O, self._col), self.post, self.n_post)
+            return xp.matvec(xp.const(self._matrix, G), G)
+        return xp.segment_sum(xp.gather(G, self._col), self.post, self.n_post)
 
     def current(self, O: Any, V: Any, g: Any = None, E: Any = None) -> Any:
-        """Synaptic current into every postsynaptic neuron, ``g (V - E) sum O`` (uA/cm^2, outward +).
+        """Synaptic current into every postsynaptic neuron, ``g (V - E) sum G`` (uA/cm^2, outward +).
 
         ``g`` and ``E`` default to the group's own; a network model passes them from its state so
         that a sweep over conductances reuses one compiled loop.
@@ -367,23 +579,23 @@ class SynapseGroup:
 
 
 def check_connectivity(kind: str, C: Any, *, allow_self: bool = False) -> np.ndarray:
-    """``C`` as an int8 0/1 matrix ``[post, pre]``, or a ValueError naming the first bad entry."""
+    """``C`` as an int8 0/1 matrix ``[post, pre]``, or a ConnectivityError naming the first bad entry."""
     arr = np.asarray(C)
     if arr.ndim != 2:
-        raise ValueError(f"the {kind} connectivity must be a 2-D [post, pre] matrix, got shape {arr.shape}")
+        raise ConnectivityError(f"the {kind} connectivity must be a 2-D [post, pre] matrix, got shape {arr.shape}")
     if arr.dtype != bool:
         if not np.issubdtype(arr.dtype, np.number):
-            raise ValueError(f"the {kind} connectivity must be a 0/1 matrix, got dtype {arr.dtype}")
+            raise ConnectivityError(f"the {kind} connectivity must be a 0/1 matrix, got dtype {arr.dtype}")
         bad = np.argwhere(~((arr == 0) | (arr == 1)))
         if bad.size:
             i, j = (int(x) for x in bad[0])
-            raise ValueError(
+            raise ConnectivityError(
                 f"the {kind} connectivity must hold only 0 and 1, but C[{i}, {j}] = {arr[i, j]!r}; "
                 "a synaptic weight belongs in the conductance g, not in the connectivity matrix")
     if not allow_self and arr.shape[0] == arr.shape[1]:
         diag = np.flatnonzero(np.diagonal(arr))
         if diag.size:
             i = int(diag[0])
-            raise ValueError(f"the {kind} connectivity connects neuron {i} to itself (C[{i}, {i}] = 1); "
+            raise ConnectivityError(f"the {kind} connectivity connects neuron {i} to itself (C[{i}, {i}] = 1); "
                              "pass allow_self=True if that is intended")
     return arr.astype(np.int8)
