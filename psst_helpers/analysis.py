@@ -103,7 +103,8 @@ def spike_times(V: Any, t: Any, threshold: float = THRESHOLD_MV) -> List[np.ndar
     """Spike times (ms) of each neuron from a voltage record ``V[time, neuron]``.
 
     A spike is an upward crossing of ``threshold`` between two consecutive samples; its time is
-    the earlier sample's time (the book's rule, models.md section 2). With ``V`` recorded every
+    the earlier sample's time (the rule of the book's
+    model reference, section "Spikes and t_fire", book/models.md). With ``V`` recorded every
     step this reproduces the solvers' ``t_fire`` exactly.
     """
     V = np.asarray(V)

@@ -12,7 +12,8 @@ import numpy as np
 
 __all__ = ["ops_for", "NumpyOps", "TFOps", "INDEX_TOLERANCE"]
 
-#: ``index_of_time`` takes ``floor((t - t0)/dt)``: the step that contains t (models.md section 2).
+#: ``index_of_time`` takes ``floor((t - t0)/dt)``: the step that contains t
+#: (the book's model reference, section "The input rule", book/models.md).
 #: A time that float rounding puts a hair below a grid point, (t - t0)/dt = k - 1e-12, still
 #: belongs to step k: the floor is taken of (t - t0)/dt + INDEX_TOLERANCE.
 INDEX_TOLERANCE = 1e-9

@@ -27,7 +27,7 @@ def network_hook(stimulus: Optional[Stimulus], threshold: float = THRESHOLD_MV) 
     After each step it (1) records spikes: where V crossed ``threshold`` upward, ``t_fire`` is set
     to the step's *start* time ``t0`` (float64 in the book's models, see
     :data:`psst_helpers.networks.TIME_ENTRIES`) and ``spikes`` (a per-neuron counter) grows by one —
-    the rule of models.md section 2; (2) sets ``I_ext`` to the stimulus at ``t1``, the next step's start, so
+    the rule of the book's model reference, section "Spikes and t_fire" (book/models.md); (2) sets ``I_ext`` to the stimulus at ``t1``, the next step's start, so
     that every RK stage of a step sees the input of the step's start.
     """
 

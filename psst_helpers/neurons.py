@@ -2,7 +2,8 @@
 
 Every function works on NumPy arrays and on TensorFlow tensors alike (see :mod:`psst_helpers.backend`).
 Units: voltage mV, time ms, conductance mS/cm^2, current uA/cm^2, capacitance uF/cm^2.
-Equations and parameters are those of the book's model specification (``models.md`` sections 1 and 4).
+Equations and parameters are those of the book's model reference (book/models.md), sections
+"Hodgkin-Huxley neuron", "A-current (transient K)" and "Locust antennal lobe".
 """
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ __all__ = [
     "check_params", "pn_membrane", "ln_membrane",
 ]
 
-#: Hodgkin-Huxley membrane parameters (models.md section 1).
+#: Hodgkin-Huxley membrane parameters (the book's model reference, section "Hodgkin-Huxley neuron", book/models.md).
 HH: Dict[str, float] = {"C_m": 1.0, "g_Na": 100.0, "E_Na": 50.0, "g_K": 10.0, "E_K": -95.0, "g_L": 0.15, "E_L": -55.0}
 #: Temperature factor of the HH gates at T = 22 degC: 3^((22 - 36)/10).
 PHI_HH: float = 3.0 ** ((22.0 - 36.0) / 10.0)
@@ -62,7 +63,8 @@ def exprel_inv(x: Any) -> Any:
 def hh_rates(V: Any) -> Dict[str, Any]:
     """Opening (alpha) and closing (beta) rates of the m, h and n gates, in 1/ms, at voltage V (mV).
 
-    Traub-style rates on the shifted voltage u = V + 50 (models.md section 1), before the
+    Traub-style rates on the shifted voltage u = V + 50 (the book's model reference, section
+    "Hodgkin-Huxley neuron", book/models.md), before the
     temperature factor :data:`PHI_HH`.
     """
     xp = ops_for(V)
@@ -119,7 +121,8 @@ def hh_currents(V: Any, m: Any, h: Any, n: Any, p: Dict[str, float] = HH) -> Tup
 
 
 def transient_k(V: Any, m: Any, h: Any) -> Tuple[Any, Any]:
-    """d m_A/dt and d h_A/dt of the PN's transient K (A) current (models.md section 4), 1/ms."""
+    """d m_A/dt and d h_A/dt of the PN's transient K (A) current, 1/ms
+    (the book's model reference, section "A-current (transient K)", book/models.md)."""
     xp = ops_for(V)
     m_inf = 1.0 / (1.0 + xp.exp(-(V + 60.0) / 8.5))
     h_inf = 1.0 / (1.0 + xp.exp((V + 78.0) / 6.0))
@@ -133,7 +136,8 @@ def transient_k(V: Any, m: Any, h: Any) -> Tuple[Any, Any]:
 
 
 def calcium_gates(V: Any, m: Any, h: Any) -> Tuple[Any, Any]:
-    """d m_Ca/dt and d h_Ca/dt of the LN's calcium current (models.md section 4), 1/ms."""
+    """d m_Ca/dt and d h_Ca/dt of the LN's calcium current, 1/ms
+    (the book's model reference, section "Locust antennal lobe", book/models.md)."""
     xp = ops_for(V)
     m_inf = 1.0 / (1.0 + xp.exp(-(V + 20.0) / 6.5))
     h_inf = 1.0 / (1.0 + xp.exp((V + 25.0) / 12.0))
@@ -167,7 +171,7 @@ def check_params(params: Dict[str, Any], defaults: Dict[str, float], what: str) 
     return {k: np.asarray(v, dtype=float) for k, v in out.items()}
 
 
-# --- the locust antennal lobe's two cell types (chapter 6, models.md section 4) -------------------
+# --- the locust antennal lobe's two cell types (chapter 6; book/models.md, "Locust antennal lobe") ---
 
 def pn_membrane(V: Any, gates: Dict[str, Any], p: Dict[str, Any], g_KL: Any) -> Tuple[Any, Dict[str, Any]]:
     """Ionic current (uA/cm^2, outward +) and gate derivatives (1/ms) of projection neurons.

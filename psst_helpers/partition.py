@@ -2,7 +2,8 @@
 
 Each block owns a contiguous range of neurons and every synapse that ends on them. Neurons of
 different blocks interact only through cholinergic synapses, whose transmitter depends on the
-presynaptic neuron's last spike time ``t_fire`` (models.md section 2) -- and ``t_fire`` changes only
+presynaptic neuron's last spike time ``t_fire`` (the book's model reference, section "Spikes and t_fire",
+book/models.md) -- and ``t_fire`` changes only
 *between* integration steps (the spike tracker runs after each step). So if the blocks swap their
 ``t_fire`` vectors after every step, each block sees exactly what the whole network would have
 seen, and the partitioned run equals the single-process run (to rounding; the tests ask for

@@ -90,12 +90,58 @@ def test_every_internal_link_and_image_resolves(site):
 
 
 def test_every_chapter_and_back_matter_page_is_built(site):
-    for chapter in _chapters() + ["book/api", "book/bibliography"]:
+    for chapter in _chapters() + ["book/models", "book/api", "book/bibliography"]:
         assert (site / f"{chapter}.html").exists(), chapter
     api = (site / "book" / "api.html").read_text()
     for name in ("psst_helpers.solvers.tf_solver.Integrator", "psst_helpers.distributed.LocalCluster",
                  "psst_helpers.partition.run_partitioned"):
         assert name in api, f"{name} missing from the API reference"
+
+
+# -- the model reference -----------------------------------------------------------------------------
+
+#: Section labels (MyST targets) that docstrings and chapters link to; renaming one breaks those links.
+MODEL_LABELS = ("models-hh", "models-a-current", "models-synapses", "models-gabab", "models-memory",
+                "models-locust", "models-distributed", "models-benchmarks")
+
+
+def _text(fragment: str) -> str:
+    import html as _html
+    import re
+    plain = _html.unescape(re.sub(r"<[^>]+>", "", fragment))
+    return " ".join(plain.replace("\u2013", "-").replace("\u2014", "-").replace("\u00b6", "").split())
+
+
+def test_model_reference_page(site):
+    """book/models.md: its labelled sections, well-formed math, resolved citations, and every section that a
+    docstring of psst_helpers names (section "...") exists as a heading."""
+    import html as _html
+    import re
+    page = (site / "book" / "models.html").read_text()
+    ids = _parse(site / "book" / "models.html").ids
+    assert not [label for label in MODEL_LABELS if label not in ids], "model reference labels missing"
+    # math: the build leaves TeX for MathJax (loaded from a CDN when the page is viewed): check it is well-formed
+    maths = [_html.unescape(m) for m in re.findall(r'class="math[^"]*"[^>]*>(.*?)</(?:span|div)>', page, re.S)]
+    assert len(maths) > 100, len(maths)
+    bad = [m for m in maths if m.count("{") != m.count("}") or m.count("\\begin") != m.count("\\end")
+           or m.count("\\left") != m.count("\\right")]
+    assert not bad, bad[:5]
+    # citations resolved to the bibliography (an unknown key would have failed the build, a missing page here)
+    assert page.count('href="bibliography.html#') >= 15
+    for key_words in ("Hodgkin", "Traub", "Destexhe", "Huguenard", "Bazhenov"):
+        assert key_words in page, key_words
+    # the sections docstrings point readers to
+    headings = [_text(h) for h in re.findall(r"<h[1-4][^>]*>(.*?)</h[1-4]>", page, re.S)]
+    cited = set()
+    for path in (ROOT / "psst_helpers").rglob("*.py"):
+        source = path.read_text()
+        if "models.md" not in source and "model reference" not in source:
+            continue
+        for names in re.findall(r'sections?\s+((?:"[^"\n]+"[\s#:,]*(?:and\s+)?)+)', source):
+            cited.update(re.findall(r'"([^"\n]+)"', names))
+    assert cited, "no docstring names a section of the model reference"
+    missing = [c for c in sorted(cited) if not any(h.startswith(_text(c)) for h in headings)]
+    assert not missing, f"docstrings name sections the model reference does not have: {missing}; headings: {headings}"
 
 
 # -- the browser -------------------------------------------------------------------------------------
