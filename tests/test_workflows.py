@@ -46,7 +46,7 @@ def _readme_command(target: str) -> str:
 
 
 def test_the_workflows_are_there():
-    assert {p.name for p in WORKFLOWS} >= {"tests.yml", "book.yml", "chapters-weekly.yml"}
+    assert {p.name for p in WORKFLOWS} >= {"tests.yml", "book.yml", "chapters-weekly.yml", "release.yml"}
 
 
 def test_every_workflow_matches_githubs_schema():
@@ -82,13 +82,40 @@ def test_the_test_workflow_runs_the_readmes_test_command_on_every_push_and_pull_
     setup = [s for s in _steps(wf) if s.get("uses", "").startswith("actions/setup-python@")]
     assert setup and setup[0]["with"].get("cache") == "pip", "the test workflow should cache pip's downloads"
     assert command in (ROOT / ".ci" / "run").read_text().splitlines()
+    # the pip cache is keyed on every list `make test` installs
+    for s in setup:
+        assert "requirements*.txt" in s["with"]["cache-dependency-path"].split(), s
 
 
-def test_the_book_workflow_publishes_the_built_site_from_the_default_branch():
+def test_the_tests_run_on_linux_and_on_macos_arm64():
+    wf = _load("tests.yml")
+    runners = {name: job["runs-on"] for name, job in wf["jobs"].items()}
+    assert "ubuntu-latest" in runners.values(), runners
+    macos = [name for name, runner in runners.items() if runner == "macos-14"]  # macos-14 is Apple silicon
+    assert macos, f"no job on macOS arm64 (macos-14): {runners}"
+    command = _readme_command("test")
+    for name in macos:
+        assert command in _run_lines({"jobs": {name: wf["jobs"][name]}}), f"{name} does not run `{command}`"
+
+
+def test_the_book_workflow_publishes_from_the_configured_branch_and_checks_it_is_the_default():
     wf = _load("book.yml")
-    build, deploy = wf["jobs"]["build"], wf["jobs"]["deploy"]
-    assert "default_branch" in build["if"]
+    config, build, deploy = wf["jobs"]["config"], wf["jobs"]["build"], wf["jobs"]["deploy"]
+    # the branch is read from _config.yml (the one place that names it), not written in the workflow
+    config_lines = _run_lines({"jobs": {"config": config}})
+    assert any("tools/notebook_header.py --show branch" in ln for ln in config_lines), config_lines
+    assert any("default_branch" in str(step.get("env", {})) for step in config["steps"]), \
+        "the book workflow does not check that the configured branch is the default branch"
+    assert build["needs"] == "config" and build["if"] == "github.ref_name == needs.config.outputs.branch"
     assert _readme_command("book") in _run_lines({"jobs": {"build": build}})
+    setup = next(s for s in build["steps"] if s.get("uses", "").startswith("actions/setup-python@"))
+    assert "requirements-book.txt" in setup["with"]["cache-dependency-path"].split()
+    # `make book` installs only what rendering needs: no TensorFlow, no test tools
+    book_stamp = re.search(r"^book:\s*\$\((\w+)\)", (ROOT / "Makefile").read_text(), re.M).group(1)
+    recipe = _make_dry_run("book", "VENV=/nonexistent-venv")
+    installs = [ln for ln in recipe.splitlines() if "pip install" in ln and "-r " in ln]
+    assert installs == ["/nonexistent-venv/bin/python -m pip install --quiet -r requirements-book.txt"], \
+        f"`make book` ({book_stamp}) installs: {installs}"
     upload = next(s for s in build["steps"] if s.get("uses", "").startswith("actions/upload-pages-artifact@"))
     assert f"open {upload['with']['path']}/index.html" in (ROOT / "Makefile").read_text(), \
         "the published folder is not where `make book` builds the site"
@@ -110,3 +137,42 @@ def test_the_weekly_workflow_runs_every_chapter_in_full_from_a_clean_environment
     # tools/execute_notebooks.py runs the full sizes: it must drop the quick switch
     assert 'pop("PSST_QUICK"' in (ROOT / "tools" / "execute_notebooks.py").read_text()
     assert wf["jobs"]["report"]["if"] == "failure()"
+
+
+def _make_dry_run(*args: str) -> str:
+    """What `make` would run (``-n``), for an environment that does not exist yet."""
+    proc = subprocess.run(["make", "-n", "--no-print-directory", "-C", str(ROOT), *args, f"PYTHON={sys.executable}"],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return proc.stdout
+
+
+def test_the_weekly_run_installs_the_readers_environment():
+    wf = _load("chapters-weekly.yml")
+    lines = _run_lines({"jobs": {"run": wf["jobs"]["run"]}})
+    assert "make .venv/.installed-lab" in lines, lines
+
+
+def test_the_release_workflow_checks_the_tag_builds_and_publishes():
+    wf = _load("release.yml")
+    assert wf["on"] == {"push": {"tags": ["v*"]}}, wf["on"]
+    build = wf["jobs"]["build"]
+    lines = _run_lines({"jobs": {"build": build}})
+    check = 'python tools/notebook_header.py --check --tag "$GITHUB_REF_NAME"'
+    build_at = lines.index("python -m build")
+    assert check in lines and lines.index(check) < build_at, "the tag and the install cells are not checked first"
+    assert any("notebook_header.py --show branch" in ln for ln in lines) and \
+        any("merge-base --is-ancestor" in ln for ln in lines), "the tagged commit is not checked against the branch"
+    upload = next(s for s in build["steps"] if s.get("uses", "").startswith("actions/upload-artifact@"))
+    assert upload["with"]["path"].rstrip("/") == "dist"
+
+    release = wf["jobs"]["github-release"]
+    assert release["needs"] == "build" and release["permissions"] == {"contents": "write"}
+    assert any(ln.startswith('gh release create "$GITHUB_REF_NAME" dist/*') for ln in
+               _run_lines({"jobs": {"r": release}})), "no GitHub release with the built files"
+
+    pypi = wf["jobs"]["pypi"]
+    assert pypi["if"] == "vars.PUBLISH_TO_PYPI == 'true'", "PyPI publishing must stay off until the owner enables it"
+    assert pypi["permissions"] == {"id-token": "write"} and pypi["environment"]["name"] == "pypi"
+    assert any(s.get("uses", "").startswith("pypa/gh-action-pypi-publish@") for s in pypi["steps"])
+    assert "PUBLISH_TO_PYPI" in (ROOT / "README.md").read_text(), "the README does not say how to turn PyPI on"

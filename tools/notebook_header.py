@@ -3,11 +3,15 @@
     python tools/notebook_header.py --write   # rewrite the badge and install cells of every chapter
                                               # and the badge table and install command of README.md
     python tools/notebook_header.py --check   # exit 1 if any of them differs from the template
+    python tools/notebook_header.py --check --tag v0.2.0   # ... or if v0.2.0 is not this version's tag
+    python tools/notebook_header.py --show branch          # print a setting: url, slug, branch, version, tag
 
 The repository and branch come from ``_config.yml`` (``repository.url`` / ``repository.branch``),
-so a fork only changes them there. The install cell and the README's install command pin the release
-tag ``v<psst_helpers.__version__>`` (e.g. ``v0.2.0``), read from ``psst_helpers/__init__.py``. The badge cell is the notebook's second cell (after the title);
-the install cell is its first code cell.
+so a fork only changes them there; the workflows read them through ``--show`` (the ``book`` workflow
+publishes from that branch, the ``release`` workflow checks a tag with ``--check --tag``). The install
+cell and the README's install command pin the release tag ``v<psst_helpers.__version__>`` (e.g.
+``v0.2.0``), read from ``psst_helpers/__init__.py``. The badge cell is the notebook's second cell (after
+the title); the install cell is its first code cell. ``--show`` needs only the standard library.
 """
 from __future__ import annotations
 
@@ -15,8 +19,6 @@ import argparse
 import re
 import sys
 from pathlib import Path
-
-import nbformat
 
 ROOT = Path(__file__).resolve().parents[1]
 BADGE_TAG = "psst-badges"
@@ -80,6 +82,8 @@ def chapters() -> list[Path]:
 
 
 def header_problems(path: Path, write: bool = False) -> list[str]:
+    import nbformat
+
     nb = nbformat.read(path, as_version=4)
     rel = path.relative_to(ROOT).as_posix()
     problems = []
@@ -103,6 +107,8 @@ README_END = "<!-- chapter-badges:end -->"
 
 
 def readme_table() -> str:
+    import nbformat
+
     rows = ["| chapter | Colab | Kaggle |", "|---|---|---|"]
     for path in chapters():
         nb = nbformat.read(path, as_version=4)
@@ -144,13 +150,36 @@ def readme_problems(write: bool = False) -> list[str]:
     return problems
 
 
+def settings() -> dict[str, str]:
+    """What the workflows read: the repository's address and owner/name, the branch, the version and its tag."""
+    slug, branch = repository()
+    return {"url": f"https://github.com/{slug}", "slug": slug, "branch": branch, "version": package_version(),
+            "tag": release_tag()}
+
+
+def tag_problems(tag: str) -> list[str]:
+    """A release tag must be "v" + psst_helpers.__version__: the tag the install cells pin."""
+    if tag != release_tag():
+        return [f"the tag {tag} is not this version's release tag {release_tag()} (psst_helpers/__init__.py says "
+                f"__version__ = \"{package_version()}\"): bump the version, run --write, commit, then tag"]
+    return []
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     g = p.add_mutually_exclusive_group(required=True)
     g.add_argument("--write", action="store_true")
     g.add_argument("--check", action="store_true")
+    g.add_argument("--show", choices=sorted(settings()), help="print one setting and exit")
+    p.add_argument("--tag", help="with --check: also check that this is the release tag of this version")
     a = p.parse_args()
-    problems = [msg for nb in chapters() for msg in header_problems(nb, write=a.write)]
+    if a.tag is not None and not a.check:
+        p.error("--tag goes with --check")
+    if a.show:
+        print(settings()[a.show])
+        return 0
+    problems = tag_problems(a.tag) if a.tag is not None else []
+    problems += [msg for nb in chapters() for msg in header_problems(nb, write=a.write)]
     problems += readme_problems(write=a.write)
     for msg in problems:
         print(msg)
