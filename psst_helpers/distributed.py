@@ -18,7 +18,13 @@ This module gives the book's three uses of that runtime:
 * :meth:`Cluster.map` runs independent simulations (a parameter sweep) across the workers, one job
   per worker at a time, and gathers the results; a worker that dies is reported within seconds
   with its task named, the other workers are stopped, and the results gathered so far are kept.
-  Whenever ``map`` raises (a dead worker, a job's error, Ctrl-C) no further job starts.
+  Whenever ``map`` raises (a dead worker, a job's error, Ctrl-C) no further job starts. The jobs
+  run on a :class:`concurrent.futures.ThreadPoolExecutor`, one thread per worker. TensorFlow's own
+  scheduler (``tf.distribute.experimental.coordinator.ClusterCoordinator``) was measured beside it
+  on the same loopback workers and was no faster for the same job; it runs only graph functions
+  (``fn`` here may be any Python, e.g. a :func:`psst_helpers.simulate` call with its eager checks),
+  needs a parameter-server process, and re-runs the jobs of a dead worker on the others instead of
+  reporting it.
 
 Security: a TensorFlow worker executes whatever any client that reaches its port sends it; its
 gRPC server has no authentication and listens on *every* network interface of the machine (``ss
@@ -32,8 +38,10 @@ cluster in the same process raises :class:`ClusterError`; restart the kernel or 
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import json
 import os
+import queue
 import socket
 import subprocess
 import sys
@@ -42,15 +50,20 @@ import threading
 import time
 import weakref
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence, TypeVar
 
-from .errors import ClusterError, WorkerDiedError
+from .errors import ClusterError, ParameterError, WorkerDiedError
+from .solvers.checks import positive_int, positive_number
 
-__all__ = ["Cluster", "LocalCluster", "RemoteCluster", "ClusterError", "WorkerDiedError", "free_port", "serve"]
+__all__ = ["Cluster", "LocalCluster", "RemoteCluster", "ClusterError", "WorkerDiedError", "free_port", "serve",
+           "is_tf_cleanup_race", "retry_on_cleanup_race", "RETRIES"]
 
 JOB = "worker"
-#: How often :meth:`Cluster.map` runs a job again after TensorFlow's "Tried to remove non-existent function".
-JOB_RETRIES = 2
+#: How often :func:`retry_on_cleanup_race` runs a call again (used by :meth:`Cluster.map` for each job and by
+#: :func:`psst_helpers.partition.run_partitioned` for each stretch).
+RETRIES = 2
+_T = TypeVar("_T")
+_SKIPPED = object()  # what Cluster.map's job returns when it was told not to start
 _CONNECTED: Optional[Dict[str, List[str]]] = None  # the cluster this process is connected to
 
 
@@ -58,6 +71,36 @@ def is_tf_cleanup_race(exc: BaseException) -> bool:
     """TensorFlow's "Tried to remove non-existent function": a helper function deleted twice by two threads
     (TF 2.21, one client thread per device). The computation itself was fine; running it again is safe."""
     return "remove non-existent function" in str(exc)
+
+
+def retry_on_cleanup_race(fn: Callable[[], _T], *, attempts: Optional[int] = None, aborted: bool = False) -> _T:
+    """``fn()``, called again when TensorFlow failed it with its clean-up race (:func:`is_tf_cleanup_race`).
+
+    Parameters
+    ----------
+    fn : callable without arguments
+        Must have no side effects that a second call would repeat (a job, a stretch of integration
+        from a kept start state): the race strikes after the computation, so a second call gives
+        the same result.
+    attempts : int, optional
+        Calls in all; default ``RETRIES + 1`` (read at each call).
+    aborted : bool
+        Also call again after ``tf.errors.AbortedError`` (gRPC delivered one request twice under load,
+        "The same RecvTensor request was received twice", and TensorFlow aborted the call).
+
+    Any other error, and the race once the attempts are spent, is raised unchanged.
+    """
+    import tensorflow as tf
+
+    n = RETRIES + 1 if attempts is None else positive_int("attempts", attempts)
+    for attempt in range(1, n + 1):
+        try:
+            return fn()
+        except (tf.errors.AbortedError, tf.errors.InvalidArgumentError) as exc:
+            retry = is_tf_cleanup_race(exc) or (aborted and isinstance(exc, tf.errors.AbortedError))
+            if attempt == n or not retry:
+                raise
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -100,8 +143,8 @@ class Cluster:
 
     def device(self, task: int) -> str:
         """The device string of worker ``task``'s CPU, for ``with tf.device(...)``."""
-        if not 0 <= task < self.n_workers:
-            raise IndexError(f"task {task} does not exist; this cluster has tasks 0..{self.n_workers - 1}")
+        if isinstance(task, bool) or not hasattr(task, "__index__") or not 0 <= task < self.n_workers:
+            raise ParameterError(f"task {task!r} does not exist; this cluster has tasks 0..{self.n_workers - 1}")
         return f"/job:{JOB}/replica:0/task:{task}/device:CPU:0"
 
     @property
@@ -129,7 +172,8 @@ class Cluster:
         so that it runs on that worker. Build compiled loops once, not once per job:
         :func:`psst_helpers.simulate` and :func:`psst_helpers.networks.integrator_for` keep one per
         model structure. A job that fails with TensorFlow's "Tried to remove non-existent function"
-        (a clean-up race between the threads, TF 2.21) is run again, up to :data:`JOB_RETRIES` times.
+        (a clean-up race between the threads, TF 2.21) is run again (:func:`retry_on_cleanup_race`).
+        The jobs run on a :class:`concurrent.futures.ThreadPoolExecutor` with one thread per worker.
 
         Raises
         ------
@@ -149,66 +193,54 @@ class Cluster:
 
         from ._progress import progress_bar
 
+        poll_s = positive_number("poll_s", poll_s, what="seconds between two liveness checks")
         items = list(items)
         results: Dict[int, Any] = {}
-        errors: List[tuple] = []
-        lock = threading.Lock()
-        done = threading.Condition(lock)
-        queue = iter(range(len(items)))
-        running: Dict[int, Optional[int]] = {}
-        stop = threading.Event()  # set whenever map returns or raises: the threads take no new job
+        if not items:
+            return []
+        free: "queue.SimpleQueue[int]" = queue.SimpleQueue()  # the tasks not running a job
+        for k in range(self.n_workers):
+            free.put(k)
+        halt = threading.Event()  # set when a job fails or map returns or raises: no job starts after it
 
-        def worker_loop(task: int) -> None:
-            while True:
-                with lock:
-                    if errors or stop.is_set():
-                        return
-                    i = next(queue, None)
-                    running[task] = i
-                if i is None:
-                    return
-                try:
-                    for attempt in range(JOB_RETRIES + 1):
-                        try:
-                            with tf.device(self.device(task)):
-                                out = _to_numpy(fn(items[i]))
-                            break
-                        except tf.errors.InvalidArgumentError as exc:
-                            # With one thread per worker, TensorFlow (2.21) now and then fails to delete one of
-                            # its own helper functions ("Tried to remove non-existent function"); the job itself
-                            # is fine, and running it again gives its result (jobs must not have side effects).
-                            if attempt == JOB_RETRIES or not is_tf_cleanup_race(exc):
-                                raise
-                except BaseException as exc:  # noqa: BLE001 - handed to the calling thread
-                    with done:
-                        if not stop.is_set():
-                            errors.append((task, i, exc))
-                        done.notify_all()
-                    return
-                with done:
-                    if stop.is_set():
-                        return  # map has already raised: nobody reads this result
-                    results[i] = out
-                    running[task] = None
-                    done.notify_all()
+        def job(i: int) -> Any:
+            if halt.is_set():
+                return _SKIPPED  # map is raising or has returned: this job never starts
+            task = free.get()  # one is always free: as many threads as tasks
+            try:
+                def once() -> Any:
+                    with tf.device(self.device(task)):
+                        return _to_numpy(fn(items[i]))
 
-        threads = [threading.Thread(target=worker_loop, args=(k,), daemon=True, name=f"psst-task{k}")
-                   for k in range(self.n_workers)]
+                return retry_on_cleanup_race(once)
+            except BaseException:
+                halt.set()
+                raise
+            finally:
+                free.put(task)
+
         bar = progress_bar(progress, total=len(items), desc=desc, unit="job")
-        for th in threads:
-            th.start()
+        pool = concurrent.futures.ThreadPoolExecutor(max_workers=self.n_workers, thread_name_prefix="psst-map")
         try:
+            futures = {pool.submit(job, i): i for i in range(len(items))}
+            pending = set(futures)
             while True:
-                with done:
-                    done.wait(timeout=poll_s)
-                    n_done, failed = len(results), list(errors)
+                done, pending = concurrent.futures.wait(pending, timeout=poll_s,
+                                                        return_when=concurrent.futures.FIRST_COMPLETED)
+                failed = None
+                for f in done:
+                    if f.exception() is None:
+                        if f.result() is not _SKIPPED:
+                            results[futures[f]] = f.result()
+                    elif failed is None or futures[f] < futures[failed]:
+                        failed = f
                 if bar is not None:
-                    bar.update(n_done - bar.n)
+                    bar.update(len(results) - bar.n)
                 dead = self.dead_workers()
                 if dead:
                     raise self._died(dead[0], dict(results))
-                if failed:
-                    task, i, exc = failed[0]
+                if failed is not None:
+                    exc = failed.exception()
                     # A killed worker's connection can break a moment before its process is seen
                     # to have exited: give the liveness check a few seconds before blaming ``fn``.
                     grace = time.monotonic() + (5.0 if isinstance(exc, tf.errors.OpError) else 0.0)
@@ -220,10 +252,12 @@ class Cluster:
                             break
                         time.sleep(0.1)
                     raise exc
-                if n_done == len(items):
+                if not pending:
                     return [results[i] for i in range(len(items))]
         finally:
-            stop.set()
+            halt.set()
+            # queued jobs are cancelled; one running on a worker finishes there (no thread is waited for)
+            pool.shutdown(wait=False, cancel_futures=True)
             if bar is not None:
                 bar.close()
 
@@ -299,14 +333,17 @@ class LocalCluster(Cluster):
     def __init__(self, n_workers: int = 2, *, threads_per_worker: int = 1, start_timeout: float = 60.0,
                  ports: Optional[Sequence[int]] = None, connect: bool = True,
                  log_dir: Optional[str] = None, max_attempts: int = 3) -> None:
-        if int(n_workers) < 1:
-            raise ValueError(f"n_workers must be at least 1, got {n_workers}")
-        self.n = int(n_workers)
-        self.threads = int(threads_per_worker)
-        self.start_timeout = float(start_timeout)
+        self.n = positive_int("n_workers", n_workers)
+        if isinstance(threads_per_worker, bool) or not isinstance(threads_per_worker, int) or threads_per_worker < 0:
+            raise ParameterError(f"threads_per_worker must be a whole number >= 0 (0: TensorFlow's default), "
+                                 f"got {threads_per_worker!r}")
+        self.threads = threads_per_worker
+        self.start_timeout = positive_number("start_timeout", start_timeout, what="seconds")
         self._ports = list(ports) if ports is not None else []
         self._connect = connect
-        self.max_attempts = int(max_attempts)
+        self.max_attempts = positive_int("max_attempts", max_attempts)
+        self._running = False  # between a successful start() and stop()
+        self._closed = False
         self._tmp = None if log_dir is not None else tempfile.TemporaryDirectory(prefix="psst-cluster-")
         self.log_dir = Path(log_dir if log_dir is not None else self._tmp.name)
         self.log_dir.mkdir(parents=True, exist_ok=True)
@@ -322,12 +359,22 @@ class LocalCluster(Cluster):
         return [p.pid for p in self.procs]
 
     def start(self) -> "LocalCluster":
-        """Start the workers, wait until each serves, and connect (unless ``connect=False``)."""
-        if self.procs:
-            raise ClusterError("this LocalCluster is already started")
-        if self._connect and _CONNECTED is not None:
+        """Start the workers, wait until each serves, and connect (unless ``connect=False``).
+
+        After :meth:`stop`, ``start()`` starts fresh workers on the same ports (this process stays
+        connected to the same cluster; compiled loops are traced again). A port taken meanwhile by
+        another program is replaced, and then the connection refuses the changed cluster.
+        """
+        if self._closed:
+            raise ClusterError("this LocalCluster is closed (its log folder is removed); make a new one")
+        if self._running:
+            raise ClusterError("this LocalCluster is already started; stop() it before starting it again")
+        if self._connect and _CONNECTED is not None and (not self.addresses or _CONNECTED != self.cluster_spec):
             self.connect()  # raises the one-cluster-per-process error before any process starts
-        ports = [self._ports[k] if k < len(self._ports) else free_port() for k in range(self.n)]
+        if self.addresses:  # a restart: the same ports, so this process's connection stays valid
+            ports = [int(a.rsplit(":", 1)[1]) for a in self.addresses]
+        else:
+            ports = [self._ports[k] if k < len(self._ports) else free_port() for k in range(self.n)]
         last_error = ""
         for attempt in range(self.max_attempts):
             self.addresses = [f"127.0.0.1:{p}" for p in ports]
@@ -343,8 +390,13 @@ class LocalCluster(Cluster):
         else:
             raise ClusterError(f"the workers did not start after {self.max_attempts} attempts; last error:\n"
                                f"{last_error}")
+        self._running = True
         if self._connect:
-            self.connect()
+            try:
+                self.connect()
+            except BaseException:
+                self.stop()
+                raise
         return self
 
     def _launch(self) -> None:
@@ -393,7 +445,10 @@ class LocalCluster(Cluster):
                            f"{late[0]}:\n{self._log_tail(late[0])}")
 
     def stop(self) -> None:
-        """Stop every worker process this cluster started (SIGKILL by PID) and wait for them."""
+        """Stop every worker process this cluster started (SIGKILL by PID) and wait for them.
+
+        :meth:`start` may be called again afterwards (same ports, new processes)."""
+        self._running = False
         _kill(self.procs)
         if self._finalizer is not None:
             self._finalizer.detach()
@@ -403,6 +458,7 @@ class LocalCluster(Cluster):
         """:meth:`stop`, and remove the temporary log folder."""
         self.stop()
         self.procs = []
+        self._closed = True
         if self._tmp is not None:
             self._tmp.cleanup()
             self._tmp = None
@@ -415,6 +471,9 @@ class LocalCluster(Cluster):
 
     def kill_worker(self, task: int) -> None:
         """Kill one worker (SIGKILL), as a crash would: to try out failure handling."""
+        if not self.procs:
+            raise ClusterError("this LocalCluster has no worker processes (it was never started, or is closed)")
+        self.device(task)  # a task that does not exist: ParameterError
         self.procs[task].kill()
 
     # -- liveness ----------------------------------------------------------------------------

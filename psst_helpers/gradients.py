@@ -491,9 +491,9 @@ def peak_memory(fn: Callable[[], Any], interval_s: float = 0.0005) -> Tuple[floa
 
 
 def _positive_int(x: Any, name: str) -> int:
-    if isinstance(x, bool) or not isinstance(x, (int, np.integer)) or x < 1:
-        raise ValueError(f"{name} must be a positive integer, got {x!r}")
-    return int(x)
+    from .solvers.checks import positive_int
+
+    return positive_int(name, x)
 
 
 def _suggest_chunk(n_steps: int, every: int) -> int:

@@ -29,16 +29,14 @@ import numpy as np
 
 from . import neurons as nrn
 from .backend import ops_for
-from .distributed import is_tf_cleanup_race
+from .distributed import retry_on_cleanup_race
+from .errors import ConnectivityError, ParameterError
 from .events import network_hook
 from .networks import NEVER_FIRED, Model, hh_derivatives, network_inputs
+from .solvers.checks import positive_int
 from .synapses import SynapseGroup
 
-__all__ = ["Block", "split_network", "run_partitioned", "RETRIES"]
-
-#: How often :func:`run_partitioned` runs a stretch again after TensorFlow aborted it (tf.errors.AbortedError)
-#: or failed to clean up after itself (see :func:`psst_helpers.distributed.is_tf_cleanup_race`).
-RETRIES = 2
+__all__ = ["Block", "split_network", "run_partitioned"]
 
 
 @dataclass
@@ -107,19 +105,19 @@ def split_network(
     """
     I_ext = np.atleast_1d(np.asarray(I_ext, float))
     n = I_ext.size
-    if not 1 <= int(n_blocks) <= n:
-        raise ValueError(f"n_blocks must lie in [1, {n}] for {n} neurons, got {n_blocks}")
+    if positive_int("n_blocks", n_blocks) > n:
+        raise ParameterError(f"n_blocks must lie in [1, {n}] for {n} neurons, got {n_blocks}")
     ach = None
     for s in synapses:
         if s.kind != "ach":
-            raise ValueError(
+            raise ParameterError(
                 f"{s.kind!r} synapses are driven by the presynaptic voltage inside each RK stage, so blocks "
                 "exchanging values between steps cannot reproduce them; only spike-driven 'ach' synapses "
                 "can be split across blocks")
         if ach is not None:
-            raise ValueError("give at most one 'ach' SynapseGroup")
+            raise ParameterError("give at most one 'ach' SynapseGroup")
         if s.n_neurons != n or s.n_post != n:
-            raise ValueError(f"the SynapseGroup is built for {s.n_neurons} neurons, the network has {n}")
+            raise ConnectivityError(f"the SynapseGroup is built for {s.n_neurons} neurons, the network has {n}")
         ach = s
     edges = np.linspace(0, n, int(n_blocks) + 1).round().astype(int)
     return [Block(int(lo), int(hi), _block_model(n, int(lo), int(hi), I_ext, ach, params))
@@ -166,11 +164,11 @@ def run_partitioned(
     from .solvers.tf_solver import Integrator
 
     t = check_time_grid(t)
-    m, every = check_every(exchange_every), check_every(every)
+    m, every = positive_int("exchange_every", exchange_every, what="steps between two exchanges"), check_every(every)
     # the blocks record every g steps, g dividing both intervals, so records line up across exchanges
     g = math.gcd(m, every)
     if devices is not None and len(devices) != len(blocks):
-        raise ValueError(f"give one device per block: {len(blocks)} blocks, {len(devices)} devices")
+        raise ParameterError(f"give one device per block: {len(blocks)} blocks, {len(devices)} devices")
     devs = list(devices) if devices is not None else [None] * len(blocks)
     record = list(record)
     integrators = [Integrator(b.model.derivatives, record=record, every=g, post_step=b.model.post_step, xla=xla)
@@ -179,19 +177,14 @@ def run_partitioned(
     chunks: List[List[Dict[str, np.ndarray]]] = [[] for _ in blocks]
 
     def advance(k: int, tc: np.ndarray) -> None:
-        for attempt in range(RETRIES + 1):
-            try:
-                with tf.device(devs[k]) if devs[k] is not None else contextlib.nullcontext():
-                    rec, final = integrators[k](states[k], tc, return_final=True)
-                break
-            except (tf.errors.AbortedError, tf.errors.InvalidArgumentError) as exc:
-                # gRPC can deliver one request twice under load ("The same RecvTensor request was received
-                # twice"): TensorFlow then aborts the call. And with one client thread per device, TensorFlow
-                # (2.21) now and then fails to delete one of its own helper functions ("Tried to remove
-                # non-existent function"). A stretch has no side effects and its start state is kept until it
-                # succeeds, so running it again is exact. Other invalid arguments are real errors.
-                if attempt == RETRIES or not (isinstance(exc, tf.errors.AbortedError) or is_tf_cleanup_race(exc)):
-                    raise
+        def stretch() -> Any:
+            with tf.device(devs[k]) if devs[k] is not None else contextlib.nullcontext():
+                return integrators[k](states[k], tc, return_final=True)
+
+        # gRPC can deliver one request twice under load, and TensorFlow then aborts the call; with one client
+        # thread per device it now and then fails to delete a helper function of its own. A stretch has no side
+        # effects and its start state is kept until it succeeds, so running it again is exact.
+        rec, final = retry_on_cleanup_race(stretch, aborted=True)
         states[k] = final
         chunks[k].append({name: rec[name] for name in record})  # read back at the end, not every exchange
 

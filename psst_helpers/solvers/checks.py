@@ -1,12 +1,13 @@
 """Input checks shared by both solvers, so both fail the same way on the same bad input."""
 from __future__ import annotations
 
+import math
 from typing import Any, Callable, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
 from .._tree import TreeDef, flatten, leaf_paths, unflatten
-from ..errors import InputDtypeError, NonFiniteInputError, StateShapeError, TimeGridError
+from ..errors import InputDtypeError, NonFiniteInputError, ParameterError, StateShapeError, TimeGridError
 
 Record = Union[None, str, Sequence[str], Callable[[Any], Any]]
 
@@ -200,3 +201,30 @@ def check_every(every: int) -> int:
 def n_records(n_points: int, every: int) -> int:
     """Number of stored time points: ``len(t[::every])``."""
     return (n_points - 1) // every + 1
+
+
+def positive_int(name: str, x: Any, *, what: str = "") -> int:
+    """``x`` as an ``int`` when it is a whole number >= 1 (``bool`` refused), else :class:`ParameterError`
+    naming ``name`` and the value; ``what`` (e.g. ``"steps per chunk"``) is added in parentheses."""
+    if isinstance(x, bool) or not isinstance(x, (int, np.integer)) or x < 1:
+        raise ParameterError(f"{name} must be a positive integer{f' ({what})' if what else ''}, got {x!r}")
+    return int(x)
+
+
+def positive_number(name: str, x: Any, *, what: str = "", why_finite: str = "it must be finite",
+                    why_positive: str = "it must be positive") -> float:
+    """``x`` as a ``float`` when it is a finite number > 0, else :class:`ParameterError` naming ``name``,
+    the value and the reason (``why_finite``, ``why_positive``); ``what`` says what the number counts
+    (e.g. ``"simulated ms per chunk, e.g. 100"``)."""
+    hint = f" ({what})" if what else ""
+    try:
+        if isinstance(x, (bool, str, bytes)):
+            raise TypeError
+        value = float(x)
+    except (TypeError, ValueError):
+        raise ParameterError(f"{name} = {x!r} must be a number{hint}") from None
+    if math.isnan(value) or math.isinf(value):
+        raise ParameterError(f"{name} = {value}: {why_finite}; give a finite number{hint}")
+    if value <= 0:
+        raise ParameterError(f"{name} = {value:g}: {why_positive}{hint}")
+    return value
