@@ -138,7 +138,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
     from .analysis import count_steps
     from .errors import PSSTError
-    from .recording import RunLockedError, RunWriteError, _check_out, run
+    from .recording import RunLockedError, RunWriteError, run
+    from .recording.folder import check_out
 
     def note(message, category, filename, lineno, file=None, line=None):
         print(f"note: {' '.join(str(message).split())}", file=sys.stderr, flush=True)
@@ -147,7 +148,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     try:
         # the cheap checks first, before TensorFlow is imported to build the model
         count_steps(a.duration_ms, a.dt, duration_name="--duration-ms", dt_name="--dt")
-        _check_out(Path(a.out))
+        check_out(Path(a.out))
         if a.threads is not None:  # before TensorFlow runs anything: it sizes its thread pool then
             from .threads import set_cpu_threads
 

@@ -16,10 +16,12 @@ import psst_helpers as psst
 from psst_helpers import networks
 from psst_helpers import recording
 from psst_helpers._tree import flatten
+from psst_helpers.backend import ops_for
 from psst_helpers.recording import (CheckpointError, DamagedRunError, OutputExistsError, RunLockedError, RunNotice,
                                     load_run, run)
+from psst_helpers.stimuli import Stimulus
 
-pytest.importorskip("tensorflow")
+import tensorflow  # noqa: F401,E402  a requirement: without it this file fails, it does not skip
 
 CLI = [sys.executable, "-m", "psst_helpers", "run", "three_neuron", "--duration-ms", "400", "--chunk-ms", "20",
        "--record", "V", "syn", "--no-progress"]
@@ -246,12 +248,12 @@ def test_another_package_version_is_refused_and_other_libraries_are_stated(tmp_p
     model = networks.three_neuron_network()
     out = tmp_path / "r"
     run(model, 20.0, out, chunk_ms=10.0, max_chunks=1, progress=False)
-    monkeypatch.setattr(recording, "__version__", "99.0")
+    monkeypatch.setattr(recording.folder, "__version__", "99.0")
     with pytest.raises(OutputExistsError, match=rf"written by psst_helpers {psst.__version__} and this is 99\.0"):
         run(model, 20.0, out, chunk_ms=10.0, progress=False)
     monkeypatch.undo()
-    real = recording._versions()
-    monkeypatch.setattr(recording, "_versions", lambda: {**real, "tensorflow": "0.0-other"})
+    real = recording.folder.versions()
+    monkeypatch.setattr(recording.folder, "versions", lambda: {**real, "tensorflow": "0.0-other"})
     with pytest.warns(RunNotice, match=r"other software .*tensorflow .* -> 0\.0-other"):
         rec = run(model, 20.0, out, chunk_ms=10.0, progress=False)
     assert rec.complete and rec.meta["resumed_with"][0]["tensorflow"] == "0.0-other"
@@ -299,3 +301,63 @@ def test_read_only_meta_is_not_rewritten_when_nothing_changed(tmp_path):
     time.sleep(0.05)
     rec = run(model, 20.0, out, chunk_ms=10.0, progress=False)  # finished: verified, nothing written
     assert rec.complete and {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == before
+
+
+# -- a run folder is bound to one model: its structure (a reader's own parts included) and its start ---------
+
+class Sine(Stimulus):
+    """A reader's own stimulus: amplitude * (1 + sin(2 pi f t)) into every neuron (uA/cm^2), f in Hz, t in ms."""
+
+    time_varying = True
+
+    def __init__(self, n, frequency, amplitude=4.0):
+        self.n, self.frequency, self.amplitude = n, frequency, amplitude
+
+    def __call__(self, t, like, inputs=None):
+        xp = ops_for(like)
+        t = xp.cast(t, like) if xp.name == "tensorflow" else np.asarray(t, dtype=np.asarray(like).dtype)
+        phase = 2.0 * np.pi * self.frequency * 1e-3 * t
+        return self.amplitude * (1.0 + (xp.tf.sin(phase) if xp.name == "tensorflow" else np.sin(phase))) + 0.0 * like
+
+
+def test_a_run_is_not_resumed_with_another_model_of_a_readers_own_parts(tmp_path):
+    # 2 chunks at 5 Hz on disk, then the same call at 80 Hz: refused, naming what differs (it used to finish the
+    # run, half one model and half the other, "complete")
+    args = dict(record=("V",), every=10, chunk_ms=10.0, progress=False)
+    out = tmp_path / "sine"
+    assert not run(networks.hh_network(2, Sine(2, 5.0)), 40.0, out, max_chunks=2, **args).complete
+    with pytest.raises(OutputExistsError, match=r"stimulus\.frequency: 5\.0 -> 80\.0") as err:
+        run(networks.hh_network(2, Sine(2, 80.0)), 40.0, out, **args)
+    # another start state is another run too
+    with pytest.raises(OutputExistsError, match="start state"):
+        run(networks.hh_network(2, Sine(2, 5.0), V0=-60.0), 40.0, out, **args)
+    assert load_run(out).steps_done == 2000  # nothing was written
+    rec = run(networks.hh_network(2, Sine(2, 5.0)), 40.0, out, **args)  # the same model resumes
+    whole = run(networks.hh_network(2, Sine(2, 5.0)), 40.0, tmp_path / "whole", **args)
+    assert rec.complete and (out / "V.npy").read_bytes() == (whole.path / "V.npy").read_bytes()
+    assert rec.meta["structure"]["stimulus"]["frequency"] == 5.0  # stored, readable
+
+
+def test_a_model_without_parts_is_bound_to_its_start_state(tmp_path):
+    model = networks.three_neuron_network()
+    bare = networks.Model("bare", model.initial_state, model.derivatives, model.post_step, model.params, model.arrays)
+    out = tmp_path / "bare"
+    run(bare, 20.0, out, chunk_ms=10.0, max_chunks=1, progress=False)
+    other = {**bare.initial_state, "V": bare.initial_state["V"] + 1.0}
+    with pytest.raises(OutputExistsError, match="start state"):
+        run(networks.Model("bare", other, bare.derivatives, bare.post_step, bare.params, bare.arrays), 20.0, out,
+            chunk_ms=10.0, progress=False)
+    assert run(bare, 20.0, out, chunk_ms=10.0, progress=False).complete
+
+
+def test_runs_and_resumes_share_one_compiled_loop(tmp_path):
+    # the runner uses simulate()'s compiled loop for the model: a resume or a second run in this process does not
+    # trace it again (it used to build and compile an Integrator of its own on every call)
+    networks.clear_compiled()
+    args = dict(record=("V", "syn"), every=10, chunk_ms=10.0, progress=False)
+    run(networks.three_neuron_network(), 30.0, tmp_path / "a", max_chunks=1, **args)
+    integ = networks.integrator_for(networks.three_neuron_network(), method="rk4", record=("V", "syn"), every=10)
+    assert integ.traces == 1
+    run(networks.three_neuron_network(), 30.0, tmp_path / "a", **args)  # resumed
+    run(networks.three_neuron_network(), 30.0, tmp_path / "b", **args)  # another folder, a new model object
+    assert integ.traces == 1
