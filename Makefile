@@ -21,7 +21,7 @@ KERNEL_DISPLAY := PSST ($(notdir $(abspath $(VENV))))
 BRIAN2_VENV := .venv-brian2
 GOAL ?= $(or $(MAKECMDGOALS),test)
 
-.PHONY: book test lab serve-lab bench brian2-venv check-python clean
+.PHONY: book test test-fast lab serve-lab bench brian2-venv check-python clean
 
 # Is $(PYTHON) one TensorFlow installs on? GOAL only words the advice (the target the reader asked for).
 check-python:
@@ -72,6 +72,12 @@ test: $(STAMP) brian2-venv
 	PSST_QUICK=1 MPLBACKEND=Agg TF_CPP_MIN_LOG_LEVEL=3 TF_ENABLE_ONEDNN_OPTS=0 \
 	  $(PY) -m pytest tests $(wildcard notebooks/*.ipynb) --nbval-lax --nbval-cell-timeout=600 \
 	  -n $(WORKERS) --dist loadfile --durations=15
+
+# The fast, hermetic tier to run before every commit (a few minutes on two cores): no notebooks, no network,
+# no browser, no subprocess cluster, no pip; tests marked slow (tests/conftest.py) are left to `make test`.
+test-fast: $(STAMP)
+	PSST_QUICK=1 MPLBACKEND=Agg TF_CPP_MIN_LOG_LEVEL=3 TF_ENABLE_ONEDNN_OPTS=0 \
+	  $(PY) -m pytest tests -m "not slow" -n 2 --dist loadfile -q
 
 # JupyterLab on notebooks/, with this environment's Python registered as the kernel "PSST (.venv)".
 lab: $(LAB_STAMP)

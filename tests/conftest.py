@@ -1,6 +1,51 @@
 import os
+from pathlib import Path
+
+import pytest
 
 # Quiet TensorFlow before any test imports it (see shared toolchain notes: both are needed).
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 os.environ.setdefault("MPLBACKEND", "Agg")
+
+# Whole files outside the fast tier (`make test-fast`, i.e. `pytest -m "not slow"`): each starts subprocess
+# clusters, builds the site or drives a browser, resolves packages with pip or builds fresh environments,
+# reaches the network, executes notebooks or records long runs. Single slow tests elsewhere carry
+# @pytest.mark.slow themselves.
+SLOW_FILES = {
+    "test_distributed.py",   # TensorFlow worker clusters in subprocesses
+    "test_site.py",          # jupyter-book build, a headless browser
+    "test_packaging.py",     # wheels, pip resolution, fresh virtual environments
+    "test_install_cell.py",  # the chapters' install cell: pip into fresh environments
+    "test_lab.py",           # a JupyterLab server
+    "test_workflows.py",     # GitHub's workflow schema, actionlint
+    "test_notebooks.py",     # executes the chapters
+    "test_recording.py",     # long recordings, the CLI in subprocesses killed and resumed
+}
+
+# Single tests outside the fast tier, by file (measured with --durations: the longest runs in the suite,
+# or a CLI recording in subprocesses). Tests in files another change owns are listed here rather than marked.
+SLOW_TESTS = {
+    "test_gradients.py": {"test_hh_gradient_matches_central_differences_and_the_tape",
+                          "test_checkpointing_gives_the_same_records_and_gradient"},
+    "test_one_integrator.py": {"test_gradient_matches_central_differences_and_value_and_gradient",
+                               "test_checkpointing_changes_memory_not_results",
+                               "test_gradients_through_a_network_model_with_its_hooks",
+                               "test_a_sweep_of_parameter_values_traces_once"},
+    "test_engine.py": {"test_per_presynaptic_and_per_synapse_storage_agree_on_the_locust"},
+    "test_cli_errors.py": {"test_read_only_folder", "test_full_disk_keeps_what_was_written_resumable",
+                           "test_a_run_with_one_thread_per_operation_completes"},
+}
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "slow: outside the fast tier (make test-fast runs -m 'not slow'): subprocess clusters, site "
+                   "build or browser, pip or fresh environments, network, notebooks, Brian2, long recordings")
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        name = Path(str(item.fspath)).name
+        if name in SLOW_FILES or item.originalname in SLOW_TESTS.get(name, ()):
+            item.add_marker(pytest.mark.slow)

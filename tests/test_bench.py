@@ -4,6 +4,7 @@ Timings are printed by the benchmark, never asserted here.
 """
 import csv
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -12,6 +13,7 @@ import numpy as np
 import pytest
 
 
+@pytest.mark.slow
 def test_bench_appendix_quick(tmp_path):
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
     proc = subprocess.run([sys.executable, "-m", "psst_helpers.bench", "appendix", "--quick", "--out", str(tmp_path)],
@@ -77,33 +79,37 @@ def test_a_registered_suite_runs_from_the_command_line(tmp_path, capsys):
 def test_two_suites_cannot_share_a_name():
     from psst_helpers.bench.cli import register
 
-    with pytest.raises(ValueError, match="two benchmark suites are registered as 'core'"):
+    with pytest.raises(ValueError, match="'core'"):
         register("core", help="again")(lambda args: iter(()))
 
 
 def test_stored_results_are_found_from_outside_the_checkout(tmp_path):
-    """What the appendix chapter reads must come with the package (Colab has no checkout)."""
-    code = ("import csv, psst_helpers.bench as b\n"
-            "p = b.stored_results('brian2_2cpu_epyc.csv')\n"
-            "rows = list(csv.DictReader(l for l in p.read_text().splitlines() if not l.startswith('#')))\n"
-            "print(p, len(rows), max(int(r['spike_mismatch']) for r in rows))\n")
+    """What the appendix chapter reads must come with the package (Colab has no checkout).
+
+    Only where the files are found is checked, not what they hold: their numbers are measurements
+    (the Brian2 spike counts are computed and compared in test_brian2_counts_the_same_spikes)."""
+    code = ("import psst_helpers.bench as b\n"
+            "print(b.stored_results('brian2_2cpu_epyc.csv')); print(' '.join(b.stored_result_names()))\n")
     root = Path(__file__).resolve().parents[1]
     env = {**os.environ, "PYTHONPATH": str(root)}
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, env=env,
                           timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    where, n_rows, mismatch = proc.stdout.split()
-    assert Path(where).is_file() and Path(where).is_relative_to(root / "psst_helpers")
-    assert int(n_rows) >= 6 and int(mismatch) == 0
+    where, names = proc.stdout.splitlines()
+    shipped = root / "psst_helpers" / "bench" / "results"
+    assert Path(where) == shipped / "brian2_2cpu_epyc.csv" and Path(where).is_file()
+    assert names.split() == sorted(p.name for p in shipped.glob("*.csv"))
     from psst_helpers.bench import stored_results
 
-    with pytest.raises(FileNotFoundError, match="brian2_2cpu_epyc.csv"):
+    with pytest.raises(FileNotFoundError, match=r"README\.md") as err:  # the name asked for, and those there are
         stored_results("../../README.md")
+    assert "brian2_2cpu_epyc.csv" in str(err.value)
 
 
 BRIAN2 = Path(__file__).resolve().parents[1] / ".venv-brian2" / "bin" / "python"
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not BRIAN2.exists(), reason="no Brian2 environment: run `make brian2-venv` to include this check")
 def test_brian2_counts_the_same_spikes(tmp_path):
     from psst_helpers.bench import bench_brian2
@@ -116,6 +122,7 @@ def test_brian2_counts_the_same_spikes(tmp_path):
         assert r["spike_mismatch"] == 0, r
 
 
+@pytest.mark.slow
 def test_threads_suite_runs_each_setting_in_its_own_process(tmp_path):
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
     proc = subprocess.run([sys.executable, "-m", "psst_helpers.bench", "threads", "--quick", "--out", str(tmp_path)],
@@ -163,7 +170,7 @@ def test_set_cpu_threads_works_first_and_says_what_to_do_when_late(when):
 def test_set_cpu_threads_refuses_what_is_not_a_thread_count(bad):
     import psst_helpers as psst
 
-    with pytest.raises(ValueError, match="positive whole number of threads"):
+    with pytest.raises(ValueError, match=re.escape(repr(bad))):
         psst.set_cpu_threads(bad)
 
 

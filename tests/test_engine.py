@@ -2,6 +2,7 @@
 time kept in float64, compiled loops reused across calls and sweeps, and bad input refused at the door."""
 import numpy as np
 import pytest
+import tensorflow as tf  # a requirement: without it this file fails, it does not skip
 
 import psst_helpers as psst
 from psst_helpers import networks as nw
@@ -10,8 +11,6 @@ from psst_helpers.stimuli import Constant, LocustOdor, OnGrid, Pulses
 from psst_helpers.synapses import SynapseGroup
 
 from locust_reference import ln_rhs, pn_rhs, spike_times as reference_spike_times
-
-tf = pytest.importorskip("tensorflow")
 
 
 # --- one open fraction per presynaptic neuron ---------------------------------------------------------------
@@ -138,7 +137,7 @@ def test_event_product_is_refused_where_the_transmitter_is_never_zero():
 
 
 def test_per_presynaptic_storage_refuses_start_values_that_differ_within_a_neuron():
-    with pytest.raises(ValueError, match=r"neuron 1 start at different open fractions.*storage='synapse'"):
+    with pytest.raises(ValueError, match=r"neuron 1 .*0\.2 and 0\.3"):
         SynapseGroup("gaba", pre=[0, 1, 1], post=[1, 2, 3], n_neurons=4, O0=[0.1, 0.2, 0.3])
     same = SynapseGroup("gaba", pre=[0, 1, 1], post=[1, 2, 3], n_neurons=4, O0=[0.1, 0.3, 0.3])
     np.testing.assert_array_equal(same.initial_state(), [0.1, 0.3])
@@ -218,9 +217,12 @@ def test_second_simulate_of_a_model_does_not_retrace():
     first = nw.simulate(model, t)
     integ = nw.integrator_for(model)
     assert integ.traces == 1
-    again = nw.simulate(nw.three_neuron_network(), t)  # a new object with the same structure
+    model2 = nw.three_neuron_network()  # a new object with the same structure
+    again = nw.simulate(model2, t)
     assert integ.traces == 1
-    np.testing.assert_array_equal(first["V"], again["V"])
+    # the reused compiled loop computes this model's run: against the NumPy solver, not against itself
+    reference = nw.simulate(model2, t, backend="numpy")["V"]
+    assert np.max(np.abs(again["V"] - reference)) < 1e-9 and np.max(np.abs(first["V"] - reference)) < 1e-9
 
 
 def test_a_sweep_of_currents_and_conductances_compiles_once():
@@ -282,9 +284,9 @@ def test_stimulated_neurons_are_checked(targets, message):
 
 
 def test_synapse_group_rejects_unknown_parameters_and_wrong_lengths():
-    with pytest.raises(ValueError, match=r"unknown ach synapse parameter\(s\) \['tau'\]"):
+    with pytest.raises(ValueError, match="'tau'"):
         SynapseGroup("ach", pre=[0], post=[1], n_neurons=2, params={"tau": 1.0})
-    with pytest.raises(ValueError, match=r"g must be .* one value per postsynaptic neuron \(2\)"):
+    with pytest.raises(ValueError, match=r"g must .*\(2\).*\(3,\)"):
         SynapseGroup("ach", pre=[0], post=[1], n_neurons=2, g=[0.1, 0.2, 0.3])
     with pytest.raises(ValueError, match="whole neuron indices"):
         SynapseGroup("ach", pre=[0.5], post=[1], n_neurons=2)
@@ -300,7 +302,7 @@ def test_non_finite_inputs_are_refused_naming_the_entry():
     y0["par"]["syn"]["ach"]["g"][1] = np.inf
     with pytest.raises(NonFiniteInputError, match=r"\['par'\]\['syn'\]\['ach'\]\['g'\]\[1\]"):
         nw.simulate(model, psst.time_grid(1.0, 0.01), y0=y0, backend="numpy")
-    with pytest.raises(ValueError, match="injected current must be finite"):
+    with pytest.raises(ValueError, match="current.*nan.*1"):
         Constant([1.0, np.nan])
     with pytest.raises(ValueError, match="finite"):
         nw.hh_network(1, Constant([1.0]), params={"g_Na": np.nan})

@@ -3,10 +3,8 @@ no retracing for new parameter values, checkpointing that changes memory but not
 import numpy as np
 import pytest
 
-tf = pytest.importorskip("tensorflow")
-
-from psst_helpers import gradients as G  # noqa: E402
-from psst_helpers import neurons  # noqa: E402
+from psst_helpers import gradients as G
+from psst_helpers import neurons
 
 NAMES = ["g_Na", "g_K", "g_L"]
 

@@ -1,11 +1,10 @@
 """Solvers: convergence orders against exact solutions, NumPy vs TensorFlow, layouts, bad input."""
 import numpy as np
 import pytest
+import tensorflow as tf  # a requirement: without it this file fails, it does not skip
 
 import psst_helpers as psst
 from psst_helpers.solvers import odeint_np
-
-tf = pytest.importorskip("tensorflow")
 
 
 def _exp_growth(y, t):
@@ -105,7 +104,7 @@ def test_integer_state_is_refused(solver):
 
 @pytest.mark.parametrize("solver", SOLVERS)
 def test_integer_time_grid_is_refused(solver):
-    with pytest.raises(psst.InputDtypeError, match="time grid t must be floating point"):
+    with pytest.raises(psst.InputDtypeError, match="time grid t.*int"):
         solver(_exp_growth, np.array([1.0]), np.arange(10))
 
 
@@ -152,7 +151,7 @@ def test_blow_up_names_step_time_and_variable(solver):
     t = 0.1 * np.arange(2001, dtype=float)
     y0 = {"stable": np.array([1.0]), "y": np.array([1.0])}
     f = lambda y, t: {"stable": 0.0 * y["stable"], "y": -50.0 * y["y"]}  # noqa: E731
-    with pytest.raises(psst.NonFiniteStateError, match=r"in \['y'\] during step 510 \(t = 51 -> 51.1") as err:
+    with pytest.raises(psst.NonFiniteStateError, match=r"\['y'\].*step 510.*51 -> 51.1") as err:
         solver(f, y0, t, method="euler", every=100)
     assert err.value.step == 510 and err.value.variable == "['y']"
     assert "smaller" in str(err.value)
