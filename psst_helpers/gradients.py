@@ -3,16 +3,17 @@
 Chapter 8 fits the conductances of a Hodgkin-Huxley neuron by gradient descent *through* the
 RK4 loop. What that needs beyond plain TensorFlow lives here:
 
-* :class:`GradientIntegrator`, a compiled (XLA) fixed-step loop whose **model parameters are
-  inputs**, so ``tf.GradientTape`` sees them and a new parameter value reuses the compiled code
-  (it retraces only for a new structure, shape or dtype; :attr:`GradientIntegrator.traces` counts).
-  Its ``tf.while_loop`` has ``maximum_iterations`` set, which reverse-mode differentiation under
-  XLA requires (the per-step values kept for the backward pass need a fixed-size buffer).
-  With ``checkpoint_every`` the loop runs in chunks wrapped in ``tf.recompute_grad``: only the
-  state at chunk boundaries is kept, and each chunk is recomputed during the backward pass.
+* :class:`GradientIntegrator`: the package's one compiled loop (:class:`psst_helpers.Integrator`,
+  whose ``params`` option makes the **model parameters inputs**, so ``tf.GradientTape`` sees them
+  and a new parameter value reuses the compiled code) configured the way the chapter writes its
+  problems: ``n_steps`` steps of ``dt``, a list state, the records after the start.
+  :class:`~psst_helpers.Integrator` gives the loops that gradients flow through
+  ``maximum_iterations``, which reverse-mode differentiation under XLA requires, and with
+  ``checkpoint_every`` runs them in chunks wrapped in ``tf.recompute_grad``: only the state at
+  chunk boundaries is kept, and each chunk is recomputed during the backward pass.
 * :func:`hh_rhs`, :func:`hh_params`, :func:`hh_rest_state`: one HH neuron (or a batch of
-  independent ones) with its parameters as tensors, built from the kernels of
-  :mod:`psst_helpers.neurons`.
+  independent ones) with its parameters as tensors; :func:`hh_rhs` is the network models'
+  derivative function (:func:`psst_helpers.networks.hh_derivatives`) on a list state.
 * :func:`gates_from_voltage` and :func:`teacher_forced_windows`: the short-window ("teacher
   forcing", or multiple shooting) fitting problem, whose loss landscape stays smooth when a full
   trace's does not; :func:`mse` is the loss.
@@ -22,19 +23,16 @@ Units: voltage mV, time ms, conductance mS/cm^2, current uA/cm^2, capacitance uF
 """
 from __future__ import annotations
 
-import ctypes
 import functools
-import os
-import sys
-import threading
-import time
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 import tensorflow as tf
 
-from . import neurons
-from .solvers.schemes import get_scheme
+from . import networks, neurons
+from .errors import InputDtypeError, ParameterError, StateShapeError
+from .solvers.checks import positive_number
+from .solvers.tf_solver import Integrator, as_tensor, check_chunk
 
 __all__ = [
     "GradientIntegrator", "hh_rhs", "hh_params", "hh_rest_state", "gates_from_voltage",
@@ -48,22 +46,30 @@ ParamFunc = Callable[[Leaves, tf.Tensor, Dict[str, tf.Tensor]], Leaves]
 
 
 class GradientIntegrator:
-    """A compiled fixed-step integrator that keeps the model's parameters as inputs.
+    """Chapter 8's configuration of :class:`~psst_helpers.Integrator`: a fixed step, a list state, records after t0.
 
-    Introduced in chapter 8. Calling it integrates ``n_steps`` steps of length ``dt`` from
-    ``y0`` and returns ``observe(y)`` after every ``every`` steps; wrap the call (or a loss
-    computed from it) in ``tf.GradientTape`` to get derivatives with respect to ``params``
-    (and ``y0``).
+    Introduced in chapter 8. It is the one compiled loop of :class:`psst_helpers.Integrator`
+    called with ``params`` (so ``tf.GradientTape`` sees them, and a new parameter value reuses the
+    compiled code), set up the way the chapter writes its problems:
+
+    * ``n_steps`` steps of ``dt`` ms: the grid ``t = t0 + dt * arange(n_steps + 1)``;
+    * the state is a list of tensors (``[V, m, h, n]``) and ``func(y, t, params)`` returns a list;
+    * the records are those *after* the start, ``observe(y)`` at ``t[every], t[2 every], ...``
+      (:meth:`Integrator.__call__` also returns the one at ``t[0]``; here it is dropped);
+    * ``t0`` may be a tensor that broadcasts against the state (windows that start at different
+      times run as one batch); it rides along in the state as an entry that is not integrated.
+
+    Wrap the call (or a loss computed from it) in ``tf.GradientTape`` to get derivatives with
+    respect to ``params`` (and ``y0``, ``t0``), or use :meth:`value_and_gradient`.
 
     Parameters
     ----------
     func : callable
         ``func(y, t, params) -> list`` of derivatives, one per entry of the state list ``y``;
         ``t`` in ms and every value of ``params`` are tensors. Use TensorFlow operations (the
-        kernels of :mod:`psst_helpers.neurons` work).
+        kernels of :mod:`psst_helpers.neurons` work; :func:`hh_rhs` is the HH neuron).
     n_steps : int
-        Number of steps; fixed because the compiled loop needs a fixed trip count to be
-        differentiable under XLA.
+        Number of steps.
     dt : float
         Step (ms).
     method : str
@@ -75,10 +81,9 @@ class GradientIntegrator:
     every : int
         Record after every ``every`` steps; must divide ``n_steps``.
     checkpoint_every : int, optional
-        Gradient checkpointing: split the loop into chunks of this many steps, each wrapped in
-        ``tf.recompute_grad``. The backward pass then stores the state once per chunk plus the
-        values of one chunk, instead of every step's, at the price of running each chunk
-        forward twice. Must divide ``n_steps`` and be a multiple of ``every``.
+        Gradient checkpointing (see :class:`~psst_helpers.Integrator`): the backward pass stores
+        the state once per chunk of this many steps instead of at every step. Must divide
+        ``n_steps`` and be a multiple of ``every``.
     xla : bool
         Compile with XLA (``jit_compile=True``, default); off only to debug.
 
@@ -106,34 +111,24 @@ class GradientIntegrator:
     ) -> None:
         n_steps, every = _positive_int(n_steps, "n_steps"), _positive_int(every, "every")
         if n_steps % every:
-            raise ValueError(f"every={every} must divide n_steps={n_steps}: records fall on whole steps")
-        if checkpoint_every is not None:
-            checkpoint_every = _positive_int(checkpoint_every, "checkpoint_every")
-            if n_steps % checkpoint_every or checkpoint_every % every:
-                raise ValueError(
-                    f"checkpoint_every={checkpoint_every} must divide n_steps={n_steps} and be a multiple of "
-                    f"every={every}, so that every chunk is the same compiled loop; for example "
-                    f"checkpoint_every={_suggest_chunk(n_steps, every)}")
-        if not (isinstance(dt, (int, float)) and dt > 0):
-            raise ValueError(f"dt must be a positive number of ms, got {dt!r}")
-        if not (callable(observe) or isinstance(observe, int)):
-            raise TypeError(f"observe must be a state index (int) or a callable y -> tensor, got {observe!r}")
+            raise ParameterError(f"every={every} must divide n_steps={n_steps}: records fall on whole steps")
+        check_chunk(checkpoint_every, every, n_steps)
+        dt = positive_number("dt", dt, what="the step, ms")
+        if isinstance(observe, bool) or not (callable(observe) or isinstance(observe, int)):
+            raise ParameterError(f"observe must be a state index (int) or a callable y -> tensor, got {observe!r}")
         self.func, self.n_steps, self.dt, self.method = func, n_steps, float(dt), method
-        self.step_fn = get_scheme(method)
         self.observe, self.every, self.checkpoint_every, self.xla = observe, every, checkpoint_every, bool(xla)
-        self._traces = 0
-        # functools.partial: TensorFlow counts retracing per code object, and every integrator shares
-        # _loop's; a partial has none, so each integrator's first traces do not count against the others
-        self._run = tf.function(functools.partial(self._loop), jit_compile=self.xla, autograph=False,
-                                reduce_retracing=True)
-        self._value_and_grad = {}
-        self._vjp = tf.function(functools.partial(self._vjp_fn), jit_compile=self.xla, autograph=False,
-                                reduce_retracing=True)
+        # the state is [*y, t0]: the start time is an entry that is not integrated
+        record = (lambda y: observe(y[:-1])) if callable(observe) else (lambda y: y[:-1][observe])
+        self.integrator = Integrator(functools.partial(_with_start_time, func), method=method, record=record,
+                                     every=every, checkpoint_every=checkpoint_every, xla=xla)
+        self._t = self.dt * np.arange(n_steps + 1)  # relative to t0; steps counted as integers
+        self._losses: Dict[Any, Callable] = {}
 
     @property
     def traces(self) -> int:
         """How many times the loop has been traced (compiled); a new parameter value adds none."""
-        return self._traces
+        return self.integrator.traces
 
     @property
     def n_records(self) -> int:
@@ -144,109 +139,26 @@ class GradientIntegrator:
         """Times (ms) of the records: ``t0 + dt * every * (1, 2, ..., n_records)``."""
         return t0 + self.dt * self.every * np.arange(1, self.n_records + 1)
 
-    # -- the loop ------------------------------------------------------------------------------
-    def _observe(self, y: Leaves) -> tf.Tensor:
-        return self.observe(y) if callable(self.observe) else y[self.observe]
-
-    def _steps(self, y: Leaves, t0: tf.Tensor, p: Dict[str, tf.Tensor], count: int, first: tf.Tensor) -> Leaves:
-        """``count`` steps from step number ``first``; times are ``t0 + dt * step`` (integers counted)."""
-        dt = tf.constant(self.dt, y[0].dtype)
-
-        def f(lv, t):
-            return list(self.func(lv, t, p))
-
-        def body(i, *lv):
-            t = t0 + dt * tf.cast(first + i, lv[0].dtype)
-            return (i + 1, *self.step_fn(f, list(lv), t, dt))
-
-        # maximum_iterations makes the trip count static: XLA needs it to differentiate the loop
-        out = tf.while_loop(lambda i, *_: i < count, body, (tf.constant(0), *y), maximum_iterations=count)
-        return list(out[1:])
-
-    def _records(self, y: Leaves, t0: tf.Tensor, p: Dict[str, tf.Tensor], n_rec: int, first: tf.Tensor):
-        """``n_rec`` records, ``every`` steps apart, from step ``first``; returns (stack, final state)."""
-        obs0 = self._observe(y)
-        ta = tf.TensorArray(obs0.dtype, size=n_rec, element_shape=obs0.shape)
-
-        def body(r, ta_, *lv):
-            lv = self._steps(list(lv), t0, p, self.every, first + r * self.every)
-            return (r + 1, ta_.write(r, self._observe(lv)), *lv)
-
-        out = tf.while_loop(lambda r, *_: r < n_rec, body, (tf.constant(0), ta, *y), maximum_iterations=n_rec)
-        return out[1].stack(), list(out[2:])
-
-    def _loop(self, y0: Leaves, params: Dict[str, tf.Tensor], t0: tf.Tensor) -> tf.Tensor:
-        self._traces += 1  # runs only while tracing
-        if self.checkpoint_every is None:
-            return self._records(list(y0), t0, params, self.n_records, tf.constant(0))[0]
-        chunk = self.checkpoint_every
-        n_chunks, rec_per_chunk = self.n_steps // chunk, chunk // self.every
-        keys, n_y = sorted(params), len(y0)
-
-        # tf.recompute_grad wants a function of tensors only: state, t0, chunk index, parameters
-        def one_chunk(*args):
-            lv, (t0_, j), pv = list(args[:n_y]), args[n_y:n_y + 2], args[n_y + 2:]
-            first = tf.cast(j, tf.int32) * chunk  # j arrives as a float: recompute_grad watches every input
-            stack, lv = self._records(lv, t0_, dict(zip(keys, pv)), rec_per_chunk, first)
-            return (stack, *lv)
-
-        chunk_fn = tf.recompute_grad(one_chunk)
-        obs0 = self._observe(list(y0))
-        ta = tf.TensorArray(obs0.dtype, size=n_chunks, element_shape=[rec_per_chunk, *obs0.shape])
-
-        def body(j, ta_, *lv):
-            out = chunk_fn(*lv, t0, tf.cast(j, t0.dtype), *[params[k] for k in keys])
-            return (j + 1, ta_.write(j, out[0]), *out[1:])
-
-        out = tf.while_loop(lambda j, *_: j < n_chunks, body, (tf.constant(0), ta, *y0), maximum_iterations=n_chunks)
-        stacked = out[1].stack()  # (n_chunks, rec_per_chunk, ...)
-        return tf.reshape(stacked, [self.n_records, *obs0.shape])
-
-    # -- public entry points -------------------------------------------------------------------
     def __call__(self, y0: Sequence[Any], params: Params, t0: Any = 0.0) -> tf.Tensor:
         """Integrate and return the records, shape ``(n_records, *observe(y0).shape)``.
 
         Parameters
         ----------
         y0 : sequence of tensors
-            Start state (a list of leaves, e.g. ``[V, m, h, n]``); its dtype sets the precision.
+            Start state (a list of leaves, e.g. ``[V, m, h, n]``); its first entry's dtype sets
+            the precision.
         params : dict
             Model parameters; values are converted to tensors of the state's dtype. To
             differentiate with respect to one, pass a ``tf.Variable`` or ``tape.watch`` it.
         t0 : float or tensor
-            Time of the start state (ms); a tensor broadcasts against the state (windows that
-            start at different times run as one batch).
+            Time of the start state (ms); a tensor broadcasts against the state.
+
+        Raises
+        ------
+        StateShapeError, InputDtypeError, ParameterError, NonFiniteStateError
+            As :meth:`psst_helpers.Integrator.__call__`.
         """
-        y0, params, t0 = self._inputs(y0, params, t0)
-        keys, n_y = sorted(params), len(y0)
-
-        # An XLA function cannot hand the per-step values its loop stores over to a separate
-        # backward call ("TensorList crossing the XLA/TF boundary"), so a tape outside sees
-        # this custom gradient instead: one compiled function that re-runs the loop under its
-        # own tape and returns the vector-Jacobian product. It costs one extra forward run.
-        @tf.custom_gradient
-        def run(*flat):
-            # stop_gradient: the outer tape must not record the compiled call itself
-            flat = [tf.stop_gradient(x) for x in flat]
-            y0_, p_, t0_ = list(flat[:n_y]), dict(zip(keys, flat[n_y:-1])), flat[-1]
-            out = self._run(y0_, p_, t0_)
-
-            def grad(upstream):
-                gy, gp, gt = self._vjp(y0_, p_, t0_, upstream)
-                return (*gy, *[gp[k] for k in keys], gt)
-
-            return out, grad
-
-        return run(*y0, *[params[k] for k in keys], t0)
-
-    def _vjp_fn(self, y0, params, t0, upstream):
-        keys = sorted(params)
-        with tf.GradientTape() as tape:
-            tape.watch([y0, [params[k] for k in keys], t0])
-            out = self._loop(y0, params, t0)
-        gy, gp, gt = tape.gradient(out, [y0, [params[k] for k in keys], t0], output_gradients=upstream,
-                                   unconnected_gradients=tf.UnconnectedGradients.ZERO)
-        return gy, dict(zip(keys, gp)), gt
+        return self.integrator(self._state(y0, t0), self._t, params=params)[1:]
 
     def value_and_gradient(
         self, loss_fn: Callable[[tf.Tensor], tf.Tensor], y0: Sequence[Any], params: Params, wrt: Sequence[str],
@@ -254,10 +166,9 @@ class GradientIntegrator:
     ) -> Tuple[tf.Tensor, Dict[str, tf.Tensor]]:
         """``loss_fn(records)`` and its gradient with respect to the parameters named in ``wrt``.
 
-        Loss and backward pass run in one compiled call (faster than a ``GradientTape`` around
-        :meth:`__call__` when called many times, as in a fit). ``loss_fn`` must be the same
-        Python function on every call to reuse the compiled code. The result is not itself
-        differentiable: apply the chain rule to ``grads`` yourself (e.g. for log-parameters).
+        :meth:`psst_helpers.Integrator.value_and_gradient` on this configuration: loss and backward
+        pass in one compiled call, for fits. ``loss_fn`` receives the records of :meth:`__call__`
+        and must be the same Python function on every call to reuse the compiled code.
 
         Returns
         -------
@@ -265,36 +176,29 @@ class GradientIntegrator:
         grads : dict
             ``{name: d loss / d params[name]}``, each of the parameter's shape.
         """
-        missing = [k for k in wrt if k not in params]
-        if missing:
-            raise KeyError(f"wrt names {missing}, which are not in params (have {sorted(params)})")
-        y0, params, t0 = self._inputs(y0, params, t0)
-        # The gradient is computed inside; an enclosing tape must not try to differentiate the
-        # compiled call a second time (TensorFlow cannot pass its loop buffers out of XLA).
-        y0, params, t0 = tf.nest.map_structure(tf.stop_gradient, (y0, params, t0))
-        key = (loss_fn, tuple(wrt))
-        if key not in self._value_and_grad:
-            def vg(y0_, p_, t0_):
-                with tf.GradientTape() as tape:
-                    tape.watch([p_[k] for k in wrt])
-                    loss = loss_fn(self._loop(y0_, p_, t0_))
-                grads = tape.gradient(loss, [p_[k] for k in wrt], unconnected_gradients=tf.UnconnectedGradients.ZERO)
-                return loss, dict(zip(wrt, grads))
+        if loss_fn not in self._losses:  # one wrapper per loss: the compiled code is found by its identity
+            self._losses[loss_fn] = functools.partial(_after_start, loss_fn)
+        return self.integrator.value_and_gradient(self._losses[loss_fn], self._state(y0, t0), self._t,
+                                                  params=params, wrt=wrt)
 
-            self._value_and_grad[key] = tf.function(functools.partial(vg), jit_compile=self.xla, autograph=False,
-                                                    reduce_retracing=True)
-        return self._value_and_grad[key](y0, params, t0)
+    @staticmethod
+    def _state(y0: Sequence[Any], t0: Any) -> List[Any]:
+        if isinstance(y0, (tf.Tensor, np.ndarray)) or not isinstance(y0, (list, tuple)) or not y0:
+            raise StateShapeError("y0 must be a list of state tensors, e.g. [V, m, h, n] (see hh_rest_state)")
+        first = as_tensor(y0[0])
+        if not first.dtype.is_floating:
+            raise InputDtypeError(f"the state must be floating point (float64 for gradient checks), "
+                                  f"got {first.dtype.name}")
+        return [as_tensor(x, first.dtype) for x in y0] + [as_tensor(t0, first.dtype)]
 
-    def _inputs(self, y0, params, t0):
-        if isinstance(y0, (tf.Tensor, np.ndarray)) or not isinstance(y0, (list, tuple)):
-            raise TypeError("y0 must be a list of state tensors, e.g. [V, m, h, n] (see hh_rest_state)")
-        y0 = [tf.convert_to_tensor(x) for x in y0]
-        dtype = y0[0].dtype
-        if not dtype.is_floating:
-            raise TypeError(f"the state must be floating point (float64 for gradient checks), got {dtype.name}")
-        y0 = [tf.cast(x, dtype) for x in y0]
-        params = {k: tf.cast(tf.convert_to_tensor(v), dtype) for k, v in params.items()}
-        return y0, params, tf.cast(t0, dtype)
+
+def _with_start_time(func: ParamFunc, y: Leaves, t: Any, p: Dict[str, tf.Tensor]) -> Leaves:
+    """``func`` on the state ``[*y, t0]``: time measured from t0, and no derivative for t0."""
+    return [*func(y[:-1], y[-1] + t, p), None]
+
+
+def _after_start(loss_fn: Callable[[tf.Tensor], tf.Tensor], records: tf.Tensor) -> tf.Tensor:
+    return loss_fn(records[1:])
 
 
 # -- one Hodgkin-Huxley neuron with parameters as inputs ----------------------------------------
@@ -303,12 +207,18 @@ def hh_rhs(y: Leaves, t: Any, p: Dict[str, Any]) -> Leaves:
 
     ``y = [V, m, h, n]``; ``p`` has the keys of :data:`psst_helpers.neurons.HH` plus ``I_ext``
     (injected current, uA/cm^2). Every entry may be a tensor of the batch shape, so one call
-    simulates many neurons with different parameters (chapter 8).
+    simulates many neurons with different parameters (chapter 8). A thin call of
+    :func:`psst_helpers.networks.hh_derivatives`, the function the network models integrate, so
+    the forward and the differentiable runs share one right-hand side (``tests/test_one_integrator.py``).
     """
     V, m, h, n = y
-    I_Na, I_K, I_L = neurons.hh_currents(V, m, h, n, p)
-    dm, dh, dn = neurons.hh_gate_derivatives(V, m, h, n)
-    return [(p["I_ext"] - I_Na - I_K - I_L) / p["C_m"], dm, dh, dn]
+    d = _HH_CELL({"V": V, "m": m, "h": h, "n": n, "I_ext": p["I_ext"], "par": {"membrane": p}}, t)
+    return [d["V"], d["m"], d["h"], d["n"]]
+
+
+#: The HH networks' derivative function (no synapses, the input current held): one right-hand side
+#: for the forward runs of chapters 3-7 and the gradients of chapter 8.
+_HH_CELL = networks.hh_derivatives((), held=("I_ext",))
 
 
 def hh_params(shape: Sequence[int] = (), dtype: tf.DType = tf.float64, **values: Any) -> Dict[str, tf.Tensor]:
@@ -319,14 +229,14 @@ def hh_params(shape: Sequence[int] = (), dtype: tf.DType = tf.float64, **values:
     """
     unknown = set(values) - set(neurons.HH) - {"I_ext"}
     if unknown:
-        raise KeyError(f"unknown HH parameters {sorted(unknown)}; known: {sorted(neurons.HH) + ['I_ext']}")
+        raise ParameterError(f"unknown HH parameters {sorted(unknown)}; known: {sorted(neurons.HH) + ['I_ext']}")
     base = {**neurons.HH, "I_ext": 0.0, **values}
-    return {k: tf.broadcast_to(tf.cast(v, dtype), shape) for k, v in base.items()}
+    return {k: tf.broadcast_to(as_tensor(v, dtype), shape) for k, v in base.items()}
 
 
 def hh_rest_state(V0: Any, shape: Sequence[int] = (), dtype: tf.DType = tf.float64) -> Leaves:
     """``[V, m, h, n]`` with every gate at its steady state at ``V0`` (mV), broadcast to ``shape``."""
-    V = tf.broadcast_to(tf.cast(V0, dtype), shape)
+    V = tf.broadcast_to(as_tensor(V0, dtype), shape)
     ss = neurons.hh_steady_state(V)
     return [V] + [ss[g][0] for g in "mhn"]
 
@@ -352,7 +262,7 @@ def gates_from_voltage(V: np.ndarray, dt: float) -> np.ndarray:
     """
     V = np.asarray(V, dtype=np.float64)
     if V.ndim < 1 or V.shape[0] < 2:
-        raise ValueError(f"V must be a trace of at least 2 samples along axis 0, got shape {V.shape}")
+        raise ParameterError(f"V must be a trace of at least 2 samples along axis 0, got shape {V.shape}")
     ss = neurons.hh_steady_state(V[0])
     x = np.stack([ss[g][0] for g in "mhn"])
     out = np.empty((V.shape[0], 3, *V.shape[1:]))
@@ -385,7 +295,7 @@ def smooth(V: np.ndarray, half_width: int) -> np.ndarray:
         return V.copy()
     n = V.shape[0]
     if n < 2 * half_width + 1:
-        raise ValueError(f"a trace of {n} samples is shorter than the smoothing window ({2 * half_width + 1})")
+        raise ParameterError(f"a trace of {n} samples is shorter than the smoothing window ({2 * half_width + 1})")
     x = np.arange(-half_width, half_width + 1, dtype=np.float64)
     fit = np.linalg.pinv(np.stack([np.ones_like(x), x, x * x], axis=1))  # (3, 2k+1): parabola coefficients
     # value of each window's parabola at its centre, for every centre that has a full window
@@ -434,10 +344,10 @@ def teacher_forced_windows(
     """
     V = np.asarray(V, dtype=np.float64)
     if V.ndim != 2:
-        raise ValueError(f"V must have shape (n_samples, n_traces), got {V.shape}")
+        raise ParameterError(f"V must have shape (n_samples, n_traces), got {V.shape}")
     n = V.shape[0] - 1
     if window < 1 or n % window:
-        raise ValueError(f"window={window} must divide the number of steps in the recording ({n})")
+        raise ParameterError(f"window={window} must divide the number of steps in the recording ({n})")
     Vs = smooth(V, smooth_half_width) if smooth_half_width > 0 else V
     gates = gates_from_voltage(Vs, dt)
     starts = np.arange(0, n, window)
@@ -448,10 +358,10 @@ def teacher_forced_windows(
 
 def mse(model: tf.Tensor, data: Any, weights: Any = None) -> tf.Tensor:
     """Mean squared difference (mV^2 for voltages); ``weights`` (broadcastable) weight each term."""
-    d = tf.square(model - tf.cast(data, model.dtype))
+    d = tf.square(model - as_tensor(data, model.dtype))
     if weights is None:
         return tf.reduce_mean(d)
-    w = tf.broadcast_to(tf.cast(weights, model.dtype), tf.shape(d))
+    w = tf.broadcast_to(as_tensor(weights, model.dtype), tf.shape(d))
     return tf.reduce_sum(w * d) / tf.reduce_sum(w)
 
 
@@ -495,8 +405,3 @@ def _positive_int(x: Any, name: str) -> int:
 
     return positive_int(name, x)
 
-
-def _suggest_chunk(n_steps: int, every: int) -> int:
-    target = max(every, int(round(np.sqrt(n_steps))))  # sqrt(n) chunks balance the two stores
-    cands = [c for c in range(every, n_steps + 1, every) if n_steps % c == 0]
-    return min(cands, key=lambda c: abs(c - target))

@@ -2,9 +2,11 @@
 no retracing for new parameter values, checkpointing that changes memory but not results."""
 import numpy as np
 import pytest
+import tensorflow as tf  # a requirement: without it this file fails, it does not skip
 
 from psst_helpers import gradients as G
 from psst_helpers import neurons
+from psst_helpers.errors import InputDtypeError, ParameterError, StateShapeError
 
 NAMES = ["g_Na", "g_K", "g_L"]
 
@@ -144,18 +146,23 @@ def test_peak_memory_sees_a_large_allocation():
 
 
 def test_clear_errors():
-    with pytest.raises(ValueError, match="must divide n_steps"):
+    # the package's own errors (one class per mistake), which are also the built-in kinds
+    with pytest.raises(ParameterError, match="must divide n_steps"):
         G.GradientIntegrator(decay, n_steps=100, dt=0.01, every=7)
-    with pytest.raises(ValueError, match="checkpoint_every=30 must divide"):
+    with pytest.raises(ParameterError, match="checkpoint_every=30 must divide"):
         G.GradientIntegrator(decay, n_steps=100, dt=0.01, checkpoint_every=30)
     with pytest.raises(ValueError, match="positive integer"):
         G.GradientIntegrator(decay, n_steps=10.5, dt=0.01)
+    with pytest.raises(ParameterError, match="dt"):
+        G.GradientIntegrator(decay, n_steps=10, dt=-0.01)
     sim = G.GradientIntegrator(decay, n_steps=10, dt=0.01)
-    with pytest.raises(TypeError, match="list of state tensors"):
+    with pytest.raises(StateShapeError, match="list of state tensors"):
         sim(tf.constant([1.0], tf.float64), {"k": 1.0})
-    with pytest.raises(KeyError, match="not in params"):
+    with pytest.raises(InputDtypeError, match="floating point"):
+        sim([tf.constant([1, 2])], {"k": 1.0})
+    with pytest.raises(ParameterError, match="not in params"):
         sim.value_and_gradient(tf.reduce_sum, [tf.constant(1.0, tf.float64)], {"k": 1.0}, ["g_K"])
-    with pytest.raises(KeyError, match="unknown HH parameters"):
+    with pytest.raises(ParameterError, match="unknown HH parameters"):
         G.hh_params(g_Ca=1.0)
-    with pytest.raises(ValueError, match="must divide the number of steps"):
+    with pytest.raises(ParameterError, match="must divide the number of steps"):
         G.teacher_forced_windows(np.zeros((101, 2)), 0.01, 30)
