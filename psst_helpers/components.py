@@ -138,6 +138,14 @@ def _plain(x: Any, seen: set) -> Any:
         return ["dict", [[_plain(k, seen), _plain(v, seen)] for k, v in sorted(x.items(), key=lambda kv: repr(kv[0]))]]
     if id(x) in seen:  # a cycle: name it, do not follow it
         return ["cycle", type(x).__qualname__]
+    if isinstance(x, type) and x.__module__ == "builtins":
+        # a built-in class (dict, a dataclass's default_factory): by name; its methods are C code
+        return ["class", x.__module__, x.__qualname__]
+    if isinstance(x, (types.MethodDescriptorType, types.WrapperDescriptorType, types.MethodWrapperType,
+                      types.ClassMethodDescriptorType, types.GetSetDescriptorType, types.MemberDescriptorType)):
+        return ["builtin", getattr(x, "__objclass__", type(x)).__qualname__, getattr(x, "__name__", "")]
+    if isinstance(x, types.BuiltinFunctionType):
+        return ["builtin", getattr(x, "__module__", None) or "", x.__qualname__]
     if isinstance(x, type):
         seen = seen | {id(x)}
         return _class_description(x, seen)
