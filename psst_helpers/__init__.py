@@ -15,7 +15,7 @@ import sys
 
 from .errors import (CheckpointError, ClusterError, ConnectivityError, DamagedRunError, InputDtypeError,
                      NonFiniteInputError, NonFiniteStateError, OutputExistsError, ParameterError, PSSTError,
-                     RunLockedError, RunWriteError, StateShapeError, TimeGridError, WorkerDiedError)
+                     RunLockedError, RunWriteError, StateShapeError, TimeGridError, UnknownEntryError, WorkerDiedError)
 from .solvers import odeint_np
 
 # The one place the version is written (pyproject.toml reads it from here). Each release is tagged
@@ -41,15 +41,17 @@ _LAZY = {
     "spike_times": "psst_helpers.analysis",
     "time_grid": "psst_helpers.analysis",
     "set_cpu_threads": "psst_helpers.threads",
+    "components": "psst_helpers.components",
+    "channels": "psst_helpers.channels",
 }
 
 __all__ = [
     "odeint_np", "odeint", "Integrator", "Model", "simulate", "spike_times", "time_grid", "set_cpu_threads",
     "neurons", "synapses", "networks", "events", "analysis", "stimuli", "recording",
-    "distributed", "partition",
+    "distributed", "partition", "components", "channels",
     "PSSTError", "InputDtypeError", "TimeGridError", "StateShapeError", "NonFiniteInputError", "NonFiniteStateError",
     "ParameterError", "ConnectivityError", "CheckpointError", "OutputExistsError", "DamagedRunError", "RunLockedError",
-    "RunWriteError", "ClusterError", "WorkerDiedError",
+    "RunWriteError", "ClusterError", "WorkerDiedError", "UnknownEntryError",
     "__version__",
 ]
 

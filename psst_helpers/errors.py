@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import Any, Dict, Optional
 
 __all__ = [
-    "PSSTError", "InputDtypeError", "TimeGridError", "StateShapeError", "NonFiniteInputError", "NonFiniteStateError",
+    "PSSTError", "InputDtypeError", "TimeGridError", "StateShapeError", "UnknownEntryError", "NonFiniteInputError",
+    "NonFiniteStateError",
     "ParameterError", "ConnectivityError", "CheckpointError", "OutputExistsError", "DamagedRunError",
     "RunLockedError", "RunWriteError", "ClusterError", "WorkerDiedError",
 ]
@@ -33,6 +34,14 @@ class TimeGridError(PSSTError, ValueError):
 
 class StateShapeError(PSSTError, ValueError):
     """A state or derivative has a structure, shape or dtype that does not match the model's state."""
+
+
+class UnknownEntryError(PSSTError, KeyError):
+    """A name (``record=``, a parameter of a differentiable run) that the state or the model does not have;
+    the message lists the names it has."""
+
+    def __str__(self) -> str:  # KeyError would print the message with quotes around it
+        return str(self.args[0]) if self.args else ""
 
 
 class NonFiniteInputError(PSSTError, ValueError):

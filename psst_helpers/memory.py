@@ -154,8 +154,9 @@ def peak_memory(fn: Callable[[], Any], interval_s: float = 0.0005) -> Tuple[floa
     Linux: exact (the kernel's record of the peak is reset before the call). macOS and Windows: exact
     when the call raises the process's peak so far, otherwise the largest sample.
     """
-    if interval_s <= 0:
-        raise ValueError(f"interval_s must be positive, got {interval_s}")
+    from .solvers.checks import positive_number
+
+    interval_s = positive_number("interval_s", interval_s, what="seconds between samples")
     _release_freed_memory()
     base = rss_bytes()
     linux_reset = sys.platform.startswith("linux") and _reset_linux_peak()

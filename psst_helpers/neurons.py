@@ -12,6 +12,7 @@ from typing import Any, Dict, Tuple
 import numpy as np
 
 from .backend import ops_for
+from .errors import ParameterError
 
 __all__ = [
     "HH", "PHI_HH", "exprel_inv", "hh_rates", "hh_n_derivative", "hh_gate_derivatives", "hh_steady_state", "hh_currents",
@@ -166,11 +167,11 @@ def check_params(params: Dict[str, Any], defaults: Dict[str, float], what: str) 
     """``params`` as a dict of finite floats with exactly the names of ``defaults`` (missing ones filled)."""
     unknown = sorted(set(params) - set(defaults))
     if unknown:
-        raise ValueError(f"unknown {what} parameter(s) {unknown}; known: {sorted(defaults)}")
+        raise ParameterError(f"unknown {what} parameter(s) {unknown}; known: {sorted(defaults)}")
     out = {**defaults, **params}
     for k, v in out.items():
         if not np.all(np.isfinite(np.asarray(v, dtype=float))):
-            raise ValueError(f"{what} parameter {k} must be finite, got {v}")
+            raise ParameterError(f"{what} parameter {k} must be finite, got {v}")
     return {k: np.asarray(v, dtype=float) for k, v in out.items()}
 
 

@@ -37,15 +37,16 @@ def set_cpu_threads(n: int) -> None:
 
     Raises
     ------
-    ValueError
+    ParameterError
         If ``n`` is not a positive whole number.
     RuntimeError
         If TensorFlow has already run an operation in this process with another setting: the
         thread pool exists by then. Call this first (restart the notebook's kernel, then run the
         cell that calls it before any other).
     """
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise ValueError(f"n must be a positive whole number of threads, got {n!r}")
+    from .solvers.checks import positive_int
+
+    n = positive_int("n", n, what="threads")
     import tensorflow as tf
 
     if tf.config.threading.get_intra_op_parallelism_threads() == n:

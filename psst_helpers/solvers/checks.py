@@ -7,7 +7,8 @@ from typing import Any, Callable, List, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from .._tree import TreeDef, flatten, leaf_paths, unflatten
-from ..errors import InputDtypeError, NonFiniteInputError, ParameterError, StateShapeError, TimeGridError
+from ..errors import (InputDtypeError, NonFiniteInputError, ParameterError, StateShapeError, TimeGridError,
+                      UnknownEntryError)
 
 Record = Union[None, str, Sequence[str], Callable[[Any], Any]]
 
@@ -180,11 +181,11 @@ def select(record: Record, y: Any) -> Any:
         return record(y)
     if isinstance(record, str):
         if not isinstance(y, dict) or record not in y:
-            raise KeyError(f"record={record!r}: the state has no such entry (keys: {_keys(y)})")
+            raise UnknownEntryError(f"record={record!r}: the state has no such entry (keys: {_keys(y)})")
         return y[record]
     missing = [k for k in record if not isinstance(y, dict) or k not in y]
     if missing:
-        raise KeyError(f"record={list(record)!r}: the state has no entries {missing} (keys: {_keys(y)})")
+        raise UnknownEntryError(f"record={list(record)!r}: the state has no entries {missing} (keys: {_keys(y)})")
     return {k: y[k] for k in record}
 
 
@@ -193,9 +194,8 @@ def _keys(y: Any) -> Optional[list]:
 
 
 def check_every(every: int) -> int:
-    if isinstance(every, bool) or not isinstance(every, (int, np.integer)) or every < 1:
-        raise ValueError(f"every must be a positive integer (record every k-th step), got {every!r}")
-    return int(every)
+    """``every`` (record every k-th step) as an int >= 1, else :class:`ParameterError`."""
+    return positive_int("every", every, what="record every k-th step")
 
 
 def n_records(n_points: int, every: int) -> int:

@@ -75,4 +75,6 @@ def get_scheme(method: str) -> Callable[..., Leaves]:
     try:
         return SCHEMES[method.lower()]
     except (KeyError, AttributeError):
-        raise ValueError(f"unknown method {method!r}; choose one of {sorted(set(SCHEMES))}") from None
+        from ..errors import ParameterError
+
+        raise ParameterError(f"unknown method {method!r}; choose one of {sorted(set(SCHEMES))}") from None
