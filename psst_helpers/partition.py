@@ -1,7 +1,9 @@
 """A network split into blocks of neurons that are integrated apart and exchange spikes (chapter 7).
 
 Each block owns a contiguous range of neurons and every synapse that ends on them. Neurons of
-different blocks interact only through cholinergic synapses, whose transmitter depends on the
+different blocks interact only through spike-driven synapses (a kind with a transmitter pulse after
+each presynaptic spike: cholinergic, GABA_B, or a kind of your own with
+:attr:`~psst_helpers.synapses.SynapseKind.pulse` set), whose transmitter depends on the
 presynaptic neuron's last spike time ``t_fire`` (the book's model reference, section "Spikes and t_fire",
 book/models.md) -- and ``t_fire`` changes only
 *between* integration steps (the spike tracker runs after each step). So if the blocks swap their
@@ -15,7 +17,8 @@ as long as ``exchange_every * dt < t_delay`` -- the spike is delivered before an
 it, the rule by which NEST and other cluster simulators exchange spikes once per minimal delay.
 
 GABA_A synapses of this book are driven by the presynaptic *voltage* inside every RK stage, so no
-step-boundary exchange can reproduce them; :func:`split_network` refuses them.
+step-boundary exchange can reproduce them; :func:`split_network` refuses them (and so chapter 6's
+locust network, whose inhibition is GABA_A, cannot be split this way).
 """
 from __future__ import annotations
 
@@ -48,7 +51,7 @@ class Block:
     model: Model
 
 
-def _block_model(n: int, lo: int, hi: int, I_ext: np.ndarray, ach: Optional[SynapseGroup],
+def _block_model(n: int, lo: int, hi: int, I_ext: np.ndarray, synapses: Sequence[SynapseGroup],
                  params: Dict[str, float]) -> Model:
     nb = hi - lo
     state: Dict[str, Any] = {
@@ -58,12 +61,12 @@ def _block_model(n: int, lo: int, hi: int, I_ext: np.ndarray, ach: Optional[Syna
         "t_fire_net": np.full(n, NEVER_FIRED),
     }
     groups = []
-    if ach is not None:
-        mine = (ach.post >= lo) & (ach.post < hi)
-        groups = [SynapseGroup("ach", pre=ach.pre[mine], post=ach.post[mine] - lo, n_neurons=n, n_post=nb,
-                               g=ach.g[lo:hi], E=ach.E[lo:hi], params=ach.params, storage=ach.storage,
-                               product=ach.product)]
-        state["syn"] = {"ach": groups[0].initial_state()}
+    for s in synapses:  # the synapses onto this block's neurons, from every neuron of the network
+        mine = (s.post >= lo) & (s.post < hi)
+        groups.append(SynapseGroup(s.kinetics, pre=s.pre[mine], post=s.post[mine] - lo, n_neurons=n, n_post=nb,
+                                   g=s.g[lo:hi], E=s.E[lo:hi], storage=s.storage, product=s.product))
+    if groups:
+        state["syn"] = {g.kind: g.initial_state() for g in groups}
     state["par"] = network_inputs(groups, None, membrane=nrn.check_params(params, nrn.HH, "HH membrane"))
     # the network's own kernel; presynaptic spike times come from the exchanged t_fire_net
     derivatives = hh_derivatives(groups, params, t_fire="t_fire_net",
@@ -78,8 +81,9 @@ def _block_model(n: int, lo: int, hi: int, I_ext: np.ndarray, ach: Optional[Syna
         return out
 
     desc = {"model": "hh_network_block", "n_neurons": n, "block": [lo, hi],
-            "n_synapses": groups[0].size if groups else 0}
-    return Model(f"block_{lo}_{hi}", state, derivatives, post_step, desc)
+            "n_synapses": sum(g.size for g in groups)}
+    parts = {"builder": "partition_block", "n": n, "block": (lo, hi), "synapses": groups}
+    return Model(f"block_{lo}_{hi}", state, derivatives, post_step, desc, parts=parts)
 
 
 def split_network(
@@ -99,7 +103,8 @@ def split_network(
     I_ext : array of length n
         Constant injected current into each neuron (uA/cm^2).
     synapses : sequence of SynapseGroup
-        At most one group, of kind "ach" (spike-driven, see the module docstring).
+        Spike-driven groups (kinds with a transmitter pulse, e.g. "ach" and "gabab"; see the module
+        docstring), at most one per kind.
     n_blocks : int
         Number of blocks; neurons are shared out as evenly as possible.
     """
@@ -107,20 +112,19 @@ def split_network(
     n = I_ext.size
     if positive_int("n_blocks", n_blocks) > n:
         raise ParameterError(f"n_blocks must lie in [1, {n}] for {n} neurons, got {n_blocks}")
-    ach = None
     for s in synapses:
-        if s.kind != "ach":
+        if s.kinetics.pulse is None:
             raise ParameterError(
                 f"{s.kind!r} synapses are driven by the presynaptic voltage inside each RK stage, so blocks "
-                "exchanging values between steps cannot reproduce them; only spike-driven 'ach' synapses "
-                "can be split across blocks")
-        if ach is not None:
-            raise ParameterError("give at most one 'ach' SynapseGroup")
+                "exchanging values between steps cannot reproduce them; only spike-driven kinds (a transmitter "
+                "pulse after each presynaptic spike, e.g. 'ach', 'gabab') can be split across blocks")
         if s.n_neurons != n or s.n_post != n:
             raise ConnectivityError(f"the SynapseGroup is built for {s.n_neurons} neurons, the network has {n}")
-        ach = s
+    kinds = [s.kind for s in synapses]
+    if len(set(kinds)) != len(kinds):
+        raise ParameterError(f"give at most one SynapseGroup per kind, got {kinds}")
     edges = np.linspace(0, n, int(n_blocks) + 1).round().astype(int)
-    return [Block(int(lo), int(hi), _block_model(n, int(lo), int(hi), I_ext, ach, params))
+    return [Block(int(lo), int(hi), _block_model(n, int(lo), int(hi), I_ext, synapses, params))
             for lo, hi in zip(edges[:-1], edges[1:])]
 
 
@@ -160,8 +164,8 @@ def run_partitioned(
     """
     import tensorflow as tf
 
+    from .networks import integrator_for
     from .solvers.checks import check_every, check_time_grid
-    from .solvers.tf_solver import Integrator
 
     t = check_time_grid(t)
     m, every = positive_int("exchange_every", exchange_every, what="steps between two exchanges"), check_every(every)
@@ -171,8 +175,8 @@ def run_partitioned(
         raise ParameterError(f"give one device per block: {len(blocks)} blocks, {len(devices)} devices")
     devs = list(devices) if devices is not None else [None] * len(blocks)
     record = list(record)
-    integrators = [Integrator(b.model.derivatives, record=record, every=g, post_step=b.model.post_step, xla=xla)
-                   for b in blocks]
+    # the shared compiled loops of psst_helpers.networks: blocks of one structure (a repeated run) trace once
+    integrators = [integrator_for(b.model, record=record, every=g, xla=xla) for b in blocks]
     states = [b.model.state(dtype) for b in blocks]
     chunks: List[List[Dict[str, np.ndarray]]] = [[] for _ in blocks]
 

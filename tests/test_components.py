@@ -307,3 +307,20 @@ def test_synapse_mistakes_raise_one_class_each():
         SynapseGroup("gabab", pre=[0], post=[1], n_neurons=2, product="event")
     with pytest.raises(psst.InputDtypeError, match="float16"):
         nw.hh_network(1, Constant([1.0])).state(np.float16)
+
+
+@pytest.mark.slow
+def test_spike_driven_kinds_split_across_blocks_equal_the_whole_network():
+    # any kind with a transmitter pulse (ACh, GABA_B) only needs the spike times exchanged between steps
+    from psst_helpers.partition import run_partitioned, split_network
+
+    I = np.array([10.0, 3.0, 0.0, 8.0, 0.0, 6.0])
+    syn = [SynapseGroup("ach", pre=[0, 5], post=[3, 2], n_neurons=6),
+           SynapseGroup("gabab", pre=[3, 0], post=[1, 4], n_neurons=6, g=10.0)]
+    t = psst.time_grid(60.0, 0.01)
+    whole = nw.simulate(nw.hh_network(6, Constant(I), syn), t)
+    split = run_partitioned(split_network(I, syn, n_blocks=3), t)
+    assert np.max(np.abs(split["V"] - whole["V"])) < 1e-9
+    assert whole["V"][:, 3].max() > 0.0  # the ACh target fired, so GABA_B released across blocks
+    with pytest.raises(ParameterError, match="'gaba'"):
+        split_network(I, [SynapseGroup("gaba", pre=[0], post=[1], n_neurons=6)])
