@@ -78,7 +78,7 @@ from .backend import ops_for
 from .components import Component
 from .errors import ConnectivityError, ParameterError
 
-__all__ = ["SynapseKind", "FirstOrderKind", "Cholinergic", "GABAA", "GABAB", "SynapseGroup", "ACH", "GABA_A",
+__all__ = ["SynapseKind", "FirstOrderKind", "PulsedRelease", "Cholinergic", "GABAA", "GABAB", "SynapseGroup", "ACH", "GABA_A",
            "GABA_B", "KINDS", "DENSE_MAX_ENTRIES", "DENSE_PER_SYNAPSE", "EVENT_CAPACITY", "check_connectivity"]
 
 
@@ -170,8 +170,31 @@ class FirstOrderKind(SynapseKind):
         return {"O": self.alpha * (1.0 - O) * T - self.beta * O}
 
 
+class PulsedRelease:
+    """A transmitter pulse: ``A`` mM while ``t_delay < t - t_fire < t_delay + t_max`` (ms), else exactly 0.
+
+    Mixed into a kind that has the attributes ``A``, ``t_max`` and ``t_delay`` (cholinergic, GABA_B); its
+    :attr:`SynapseKind.pulse` then lets :class:`SynapseGroup` sum over the releasing sources only and
+    :mod:`psst_helpers.partition` split the network between steps.
+    """
+
+    A: float
+    t_max: float
+    t_delay: float
+
+    @property
+    def pulse(self) -> Optional[Tuple[float, float]]:
+        return (self.t_delay, self.t_max)
+
+    def transmitter(self, V: Any, t_fire: Any, t: Any) -> Any:
+        xp = ops_for(V)
+        start = t_fire + self.t_delay
+        active = (t > start) & (t < start + self.t_max)
+        return xp.where(active, xp.const(self.A, V), xp.const(0.0, V))
+
+
 @dataclass
-class Cholinergic(FirstOrderKind):
+class Cholinergic(PulsedRelease, FirstOrderKind):
     """Cholinergic (excitatory) synapse: T = ``A`` mM while ``t_delay < t - t_fire < t_delay + t_max`` (ms)."""
 
     name: ClassVar[str] = "ach"
@@ -185,16 +208,6 @@ class Cholinergic(FirstOrderKind):
 
     def __post_init__(self) -> None:
         self._check()
-
-    @property
-    def pulse(self) -> Optional[Tuple[float, float]]:
-        return (self.t_delay, self.t_max)
-
-    def transmitter(self, V: Any, t_fire: Any, t: Any) -> Any:
-        xp = ops_for(V)
-        start = t_fire + self.t_delay
-        active = (t > start) & (t < start + self.t_max)
-        return xp.where(active, xp.const(self.A, V), xp.const(0.0, V))
 
 
 @dataclass
@@ -218,7 +231,7 @@ class GABAA(FirstOrderKind):
 
 
 @dataclass
-class GABAB(SynapseKind):
+class GABAB(PulsedRelease, SynapseKind):
     """Slow GABA_B (inhibitory) synapse with a G-protein second messenger (Destexhe et al. 1996).
 
     Receptors r (fraction bound, dimensionless) and G-protein s (uM) of each presynaptic neuron::
@@ -247,16 +260,6 @@ class GABAB(SynapseKind):
 
     def __post_init__(self) -> None:
         self._check()
-
-    @property
-    def pulse(self) -> Optional[Tuple[float, float]]:
-        return (self.t_delay, self.t_max)
-
-    def transmitter(self, V: Any, t_fire: Any, t: Any) -> Any:
-        xp = ops_for(V)
-        start = t_fire + self.t_delay
-        active = (t > start) & (t < start + self.t_max)
-        return xp.where(active, xp.const(self.A, V), xp.const(0.0, V))
 
     def derivatives(self, x: Dict[str, Any], T: Any) -> Dict[str, Any]:
         r, s = x["r"], x["s"]
