@@ -207,8 +207,11 @@ def describe(part: Any) -> Any:
     out); arrays larger than 16 entries appear by shape, dtype and SHA-256 digest; code by a digest.
     """
     if isinstance(part, Component):
-        out: Dict[str, Any] = {"type": f"{type(part).__module__}.{type(part).__qualname__}",
-                               "code": _digest(_class_description(type(part), set()))}
+        out: Dict[str, Any] = {"type": f"{type(part).__module__}.{type(part).__qualname__}"}
+        if not type(part).__module__.startswith(_PACKAGE + "."):
+            # a reader's class: its code by digest. The package's own classes are named by the package's
+            # version (run folders store it), so a new Python's bytecode does not make a new structure.
+            out["code"] = _digest(_class_description(type(part), set()))
         for k, v in part._structure_items():
             out[k] = describe(v)
         return out
