@@ -20,7 +20,7 @@ from . import neurons as nrn
 from ._tree import flatten, tree_map, unflatten
 from .backend import ops_for
 from .channels import Channel
-from .components import _class_description, _plain, describe, fingerprint
+from .components import _plain, describe, fingerprint
 from .errors import ConnectivityError, InputDtypeError, ParameterError
 from .events import network_hook
 from .stimuli import Constant, LocustOdor, Pulses, Stimulus

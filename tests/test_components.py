@@ -13,27 +13,14 @@ from psst_helpers.backend import ops_for
 from psst_helpers.channels import Channel, TransientK
 from psst_helpers.components import differences, fingerprint
 from psst_helpers.errors import ConnectivityError, ParameterError
-from psst_helpers.stimuli import Constant, Pulses, Stimulus
+from psst_helpers.stimuli import Constant, Pulses
 from psst_helpers.synapses import GABAB, SynapseGroup, SynapseKind
 
 from hh_reference import PHI, _lin
+from reader_parts import Sine
 
 
-# --- a reader's own stimulus: the frequency is an attribute, nothing declared --------------------------
-
-class Sine(Stimulus):
-    """amplitude * (1 + sin(2 pi f t)) into every neuron (uA/cm^2), f in Hz, t in ms."""
-
-    def __init__(self, n, frequency, amplitude=4.0):
-        self.n, self.frequency, self.amplitude = n, frequency, amplitude
-
-    def __call__(self, t, like, inputs=None):
-        xp = ops_for(like)
-        t = xp.cast(t, like) if xp.name == "tensorflow" else np.asarray(t, dtype=np.asarray(like).dtype)
-        phase = 2.0 * np.pi * self.frequency * 1e-3 * t
-        s = tf.sin(phase) if xp.name == "tensorflow" else np.sin(phase)
-        return self.amplitude * (1.0 + s) + 0.0 * like
-
+# --- a reader's own stimulus (reader_parts.Sine): the frequency is an attribute, nothing declared -------
 
 def test_a_readers_stimulus_never_runs_in_a_loop_compiled_for_another_frequency():
     # The probe of the issue: 5 Hz, then 80 Hz, through hh_network + simulate(): each equals the NumPy backend.

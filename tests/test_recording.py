@@ -16,10 +16,8 @@ import psst_helpers as psst
 from psst_helpers import networks
 from psst_helpers import recording
 from psst_helpers._tree import flatten
-from psst_helpers.backend import ops_for
 from psst_helpers.recording import (CheckpointError, DamagedRunError, OutputExistsError, RunLockedError, RunNotice,
                                     load_run, run)
-from psst_helpers.stimuli import Stimulus
 
 import tensorflow  # noqa: F401,E402  a requirement: without it this file fails, it does not skip
 
@@ -305,19 +303,7 @@ def test_read_only_meta_is_not_rewritten_when_nothing_changed(tmp_path):
 
 # -- a run folder is bound to one model: its structure (a reader's own parts included) and its start ---------
 
-class Sine(Stimulus):
-    """A reader's own stimulus: amplitude * (1 + sin(2 pi f t)) into every neuron (uA/cm^2), f in Hz, t in ms."""
-
-    time_varying = True
-
-    def __init__(self, n, frequency, amplitude=4.0):
-        self.n, self.frequency, self.amplitude = n, frequency, amplitude
-
-    def __call__(self, t, like, inputs=None):
-        xp = ops_for(like)
-        t = xp.cast(t, like) if xp.name == "tensorflow" else np.asarray(t, dtype=np.asarray(like).dtype)
-        phase = 2.0 * np.pi * self.frequency * 1e-3 * t
-        return self.amplitude * (1.0 + (xp.tf.sin(phase) if xp.name == "tensorflow" else np.sin(phase))) + 0.0 * like
+from reader_parts import Sine  # noqa: E402
 
 
 def test_a_run_is_not_resumed_with_another_model_of_a_readers_own_parts(tmp_path):
