@@ -47,5 +47,7 @@ def pytest_configure(config):
 def pytest_collection_modifyitems(config, items):
     for item in items:
         name = Path(str(item.fspath)).name
-        if name in SLOW_FILES or item.originalname in SLOW_TESTS.get(name, ()):
+        # notebook cells (nbval items) have no originalname: a chapter is executed as a whole, never fast
+        if (name in SLOW_FILES or name.endswith(".ipynb")
+                or getattr(item, "originalname", None) in SLOW_TESTS.get(name, ())):
             item.add_marker(pytest.mark.slow)
