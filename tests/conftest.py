@@ -42,6 +42,8 @@ def pytest_configure(config):
     config.addinivalue_line(
         "markers", "slow: outside the fast tier (make test-fast runs -m 'not slow'): subprocess clusters, site "
                    "build or browser, pip or fresh environments, network, notebooks, Brian2, long recordings")
+    if os.environ.get("PSST_QUICK") == "1" and not config.pluginmanager.has_plugin(QuickSizes.NAME):
+        config.pluginmanager.register(QuickSizes(), QuickSizes.NAME)
 
 
 def pytest_collection_modifyitems(config, items):
@@ -51,3 +53,55 @@ def pytest_collection_modifyitems(config, items):
         if (name in SLOW_FILES or name.endswith(".ipynb")
                 or getattr(item, "originalname", None) in SLOW_TESTS.get(name, ())):
             item.add_marker(pytest.mark.slow)
+
+
+# The chapters' size switch. A chapter with smaller sizes for quick runs shows its reader one line,
+# `QUICK = False  # True: smaller sizes, about a minute`, alone in a code cell tagged "parameters"
+# (papermill's convention); the sizes are computed from QUICK in the cells after it. With PSST_QUICK=1
+# in the environment (`make test` sets it), nbval runs `QUICK = True` in the notebook's kernel right
+# after that cell, as papermill injects parameters: the notebook's text is never changed, and nothing in
+# a chapter reads the environment. tools/execute_notebooks.py runs chapters without nbval: full sizes.
+PARAMETERS_TAG = "parameters"
+QUICK_OVERRIDE = "QUICK = True"
+
+
+class QuickSizes:
+    """A plugin: after each notebook cell tagged PARAMETERS_TAG, run QUICK_OVERRIDE in nbval's kernel.
+
+    A plugin, not a hook of this conftest: pytest calls a conftest's run-time hooks only for items in
+    the conftest's folder, and the notebooks are in notebooks/. pytest reads this conftest when tests/
+    (or a file in it) is among its arguments, as in `make test`.
+    """
+    NAME = "psst-quick-sizes"
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_call(self, item):
+        result = yield          # the cell itself: if it fails, its error propagates and nothing runs after it
+        if is_parameters_cell(item):
+            run_in_kernel(item.parent.kernel, QUICK_OVERRIDE, timeout=item.config.option.nbval_cell_timeout)
+        return result
+
+
+def is_parameters_cell(item) -> bool:
+    try:
+        from nbval.plugin import IPyNbCell
+    except ImportError:     # without nbval there are no notebook cells to run
+        return False
+    return isinstance(item, IPyNbCell) and PARAMETERS_TAG in item.cell.metadata.get("tags", [])
+
+
+def run_in_kernel(kernel, code: str, timeout: float) -> None:
+    """Execute ``code`` in nbval's running kernel and wait until it is done; raise if it failed.
+
+    Its messages are all read here, so none of them is taken for the next cell's output."""
+    msg_id = kernel.execute_cell_input(code, allow_stdin=False)
+    kernel.await_reply(msg_id, timeout=timeout)
+    while True:
+        msg = kernel.get_message(stream="iopub", timeout=timeout)
+        if msg["parent_header"].get("msg_id") != msg_id:
+            continue
+        if msg["msg_type"] == "error":
+            raise RuntimeError(f"{code!r}, run after the cell tagged {PARAMETERS_TAG!r}, failed: "
+                               f"{msg['content']['ename']}: {msg['content']['evalue']}")
+        if msg["msg_type"] == "status" and msg["content"]["execution_state"] == "idle":
+            return

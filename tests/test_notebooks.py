@@ -2,7 +2,8 @@
 show nothing of the test machinery, and end the way every chapter of the book ends.
 
 Executing the notebooks is nbval's job (``make test`` passes them to pytest with ``--nbval-lax`` and
-``PSST_QUICK=1``); these checks read the stored files. The conventions they enforce (headings, cell tags
+``PSST_QUICK=1``, and tests/conftest.py then runs ``QUICK = True`` after each chapter's cell tagged
+"parameters"); these checks read the stored files. The conventions they enforce (headings, cell tags
 of exercises, checks and solutions) are listed in the module docstring of each test below.
 """
 import ast
@@ -21,7 +22,15 @@ ENDING = ["Exercises", "Summary", "Further reading"]   # the last three level-2 
 PROGRESS_LINE = re.compile(r"^[^\n|]*\d+%\|[^\n]*\|[^\n]*$")
 # words about how the book is tested or was planned, which its reader has no use for
 MACHINERY = [re.compile(p, re.IGNORECASE) for p in
-             (r"NBVAL", r"test suite", r"PSST_FAST", r"the issue that", r"/proc/", r"zombie")]
+             (r"NBVAL", r"test suite", r"PSST_FAST", r"PSST_QUICK", r"the issue that", r"/proc/", r"zombie",
+              r"stored run", r"set_cpu_threads", r"bench threads")]
+# the size switch: the reader's line, alone in a cell tagged "parameters" (tests/conftest.py sets it for tests)
+QUICK_LINE = "QUICK = False  # True: smaller sizes, about a minute"
+# reading the environment, in a chapter's code (setting a variable, os.environ.setdefault, is not reading)
+READS_ENVIRONMENT = re.compile(r"os\.environ\.get\(|os\.getenv\(|os\.environ\[[^\]]+\](?!\s*=)")
+# measuring or killing processes in a way one system only has: the package's psst_helpers.memory and
+# Popen.kill() work on Linux, macOS and Windows
+ONE_SYSTEM_ONLY = re.compile(r"\bimport resource\b|\bresource\.getrusage|ru_maxrss|signal\.SIGKILL|/proc/")
 
 
 def code_cells(nb):
@@ -113,14 +122,45 @@ def test_no_test_machinery_in_view(path):
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
 def test_size_switch_is_one_reader_line(path):
-    """If a notebook has smaller sizes for quick runs, the switch is QUICK, read once from PSST_QUICK."""
+    """A chapter with smaller sizes for quick runs has the reader's line ``QUICK = False  # True: ...`` alone in
+    one code cell tagged "parameters", before QUICK is first used, and sets QUICK nowhere else; no chapter reads
+    the environment (the tests set QUICK through that tag: tests/conftest.py)."""
     nb = nbformat.read(path, as_version=4)
-    text = "\n".join(c.source for c in code_cells(nb))
-    reads = re.findall(r"PSST_QUICK", text)
-    if reads:
-        assert len(reads) == 1, "read PSST_QUICK in one place only"
-        assert re.search(r'^QUICK = os\.environ\.get\("PSST_QUICK"\) == "1"', text, re.MULTILINE), \
-            'write the switch as: QUICK = os.environ.get("PSST_QUICK") == "1"'
+    cells = code_cells(nb)
+    for cell in cells:
+        found = READS_ENVIRONMENT.search(cell.source)
+        assert not found, f"a chapter does not read the environment: {found.group(0)!r} in {cell.source[:80]!r}"
+    tagged = [i for i, c in enumerate(cells) if "parameters" in tags(c)]
+    uses = [i for i, c in enumerate(cells) if re.search(r"\bQUICK\b", c.source)]
+    if not uses:
+        assert not tagged, "a cell tagged 'parameters' in a chapter that has no size switch"
+        return
+    assert len(tagged) == 1, f"one cell tagged 'parameters' holds the size switch, found {len(tagged)}"
+    switch = cells[tagged[0]]
+    assert switch.source.strip() == QUICK_LINE, \
+        f"the cell tagged 'parameters' is the reader's line alone: {QUICK_LINE!r}, found {switch.source[:120]!r}"
+    assert uses[0] == tagged[0], "QUICK is used before the cell tagged 'parameters' sets it"
+    for i in uses[1:]:
+        assigned = re.search(r"^\s*QUICK\s*=", cells[i].source, re.MULTILINE)
+        assert not assigned, f"QUICK is set again after its switch: {cells[i].source[:80]!r}"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_measurements_work_on_every_system(path):
+    """Memory and process kills through the package (psst_helpers.memory) or the standard library's portable
+    calls (Popen.kill()): no ``resource``, ``ru_maxrss``, ``signal.SIGKILL`` or /proc, Linux's or Unix's only."""
+    nb = nbformat.read(path, as_version=4)
+    for cell in code_cells(nb):
+        found = ONE_SYSTEM_ONLY.search(cell.source)
+        assert not found, f"{found.group(0)!r} works on one system only: {cell.source[:80]!r}"
+
+
+def test_tensorflow_settings_are_explained_once():
+    """TF_CPP_MIN_LOG_LEVEL and TF_ENABLE_ONEDNN_OPTS are explained in one sentence of chapter 2, where TensorFlow
+    is introduced; other chapters set them in their first code cell without prose."""
+    explained = [p.name for p in NOTEBOOKS for c in nbformat.read(p, as_version=4).cells
+                 if c.cell_type == "markdown" and re.search(r"TF_ENABLE_ONEDNN_OPTS|TF_CPP_MIN_LOG_LEVEL", c.source)]
+    assert explained == ["ch02_tensors_flow.ipynb"], f"explained in {explained}"
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)

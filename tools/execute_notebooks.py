@@ -3,10 +3,11 @@
     python tools/execute_notebooks.py notebooks/ch01_numerical_integration.ipynb [...]
     python tools/execute_notebooks.py --tidy notebooks/ch05_optimal_mind_control.ipynb   # streams only
 
-The stored outputs are what readers see online, so they always come from the full run: ``PSST_QUICK``
-(the smaller sizes that ``make test`` asks for) is removed from the environment. TensorFlow's C++ log
-lines are silenced so that they never end up stored in the notebooks, and of each progress bar only
-its final state is kept (a terminal overwrites the earlier states with a carriage return; a stored
+The stored outputs are what readers see online, so they always come from the full run: the cells run as
+written, ``QUICK = False`` included (only the test runner sets ``QUICK = True``, after the cell tagged
+"parameters", when ``PSST_QUICK=1``: tests/conftest.py), and ``PSST_QUICK`` is removed from the environment
+all the same. TensorFlow's C++ log lines are silenced so that they never end up stored in the notebooks,
+and of each progress bar only its final state is kept (a terminal overwrites the earlier states with a carriage return; a stored
 notebook would otherwise keep every one of them).
 """
 from __future__ import annotations
@@ -32,7 +33,7 @@ def execute(path: Path, timeout: int = 3600) -> float:
     """Run ``path`` in a fresh ``python3`` kernel from its own folder and write it back with outputs; seconds."""
     os.environ.update({"TF_CPP_MIN_LOG_LEVEL": "3", "TF_ENABLE_ONEDNN_OPTS": "0",
                        "MPLBACKEND": "module://matplotlib_inline.backend_inline"})
-    os.environ.pop("PSST_QUICK", None)   # stored outputs are the full run
+    os.environ.pop("PSST_QUICK", None)   # stored outputs are the full run: nothing may ask for quick sizes
     nb = nbformat.read(path, as_version=4)
     start = time.perf_counter()
     NotebookClient(nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}).execute()
