@@ -31,9 +31,14 @@ gRPC server has no authentication and listens on *every* network interface of th
 -ltn`` shows ``*:PORT``), whatever host name the cluster names. On a machine that others can
 reach, block the ports with a firewall or keep the cluster inside a private network.
 
-One cluster per client process: TensorFlow 2.21 cannot move a running process from one cluster to
-another (functions and tensors stay bound to the first cluster's workers), so starting a second
-cluster in the same process raises :class:`ClusterError`; restart the kernel or use a new process.
+One cluster per client process, the package's choice: TensorFlow lets a process call
+``tf.config.experimental_connect_to_cluster`` again with another cluster, and then invalidates every
+tensor handle on the old cluster's workers (its documentation says so). A notebook that started a
+second cluster would find the arrays, variables and states it still holds from the first one unusable,
+some of them long after the switch. So :meth:`Cluster.connect` connects a process once, and starting
+a *different* cluster in the same process raises :class:`ClusterError`; restarting the same cluster
+(:meth:`LocalCluster.stop` then :meth:`LocalCluster.start`, same ports) is allowed. Restart the kernel,
+or use a new process, for another cluster.
 """
 from __future__ import annotations
 
@@ -262,16 +267,18 @@ class Cluster:
                 bar.close()
 
     def connect(self) -> "Cluster":
-        """Connect this process to the cluster (once per process, see the module docstring)."""
+        """Connect this process to the cluster (one cluster per process: the package's choice, see the module
+        docstring)."""
         global _CONNECTED
         import tensorflow as tf
 
         spec = self.cluster_spec
         if _CONNECTED is not None and _CONNECTED != spec:
             raise ClusterError(
-                f"this Python process is already connected to the cluster {_CONNECTED}; TensorFlow cannot move a "
-                "running process to another cluster (its functions and tensors stay bound to the first one's "
-                "workers). Restart the kernel, or run the new cluster from a fresh Python process.")
+                f"this Python process is already connected to the cluster {_CONNECTED}; psst_helpers connects a "
+                "process to one cluster only, because connecting to another would invalidate every tensor this "
+                "process holds on the first one's workers. Restart the kernel, or run the new cluster from a "
+                "fresh Python process.")
         tf.config.experimental_connect_to_cluster(tf.train.ClusterSpec(spec))
         _CONNECTED = spec
         # loops compiled before the connection are bound to the local devices: simulate() must trace anew

@@ -1,8 +1,8 @@
 """psst_helpers.distributed with real TensorFlow worker processes on 127.0.0.1.
 
-Each scenario runs in its own client process (tests/distributed_client.py): TensorFlow connects a
-process to one cluster for its lifetime, and a separate client is also how a crash of the client
-is tested. After every scenario no worker process may remain (checked by PID).
+Each scenario runs in its own client process (tests/distributed_client.py): psst_helpers connects a
+process to one cluster (reconnecting would invalidate the tensors held on the first), and a separate
+client is also how a crash of the client is tested. After every scenario no worker process may remain (checked by PID).
 """
 import json
 import os
@@ -247,6 +247,39 @@ def test_chunked_exchange_is_exact_within_the_synaptic_delay_and_not_beyond():
     beyond = run_partitioned(split_network(I, [delayed], 2), t, exchange_every=100)  # 1 ms > 0.5 ms
     assert np.abs(within["V"] - single["V"]).max() < 1e-9
     assert np.abs(beyond["V"] - single["V"]).max() > 1.0  # late spikes change the run: an approximation
+    # the same verdicts in spike times
+    from psst_helpers.partition import spike_timing_error
+
+    ref = psst.spike_times(single["V"], t)
+    same = spike_timing_error(ref, psst.spike_times(within["V"], t))
+    assert same["n_reference"] > 20 and same["first_difference_ms"] is None and same["max_shift_ms"] == 0.0
+    late = spike_timing_error(ref, psst.spike_times(beyond["V"], t))
+    assert late["first_difference_ms"] is not None and late["moved"] + late["missing"] + late["extra"] > 0
+
+
+def test_spike_timing_error_pairs_spikes_within_the_window_closest_first():
+    import numpy as np
+
+    from psst_helpers.partition import spike_timing_error
+
+    ref = [np.array([1.0, 10.0, 20.0]), np.array([5.0]), np.array([])]
+    other = [np.array([1.0, 10.5, 20.0, 25.0]), np.array([8.0]), np.array([3.0])]
+    e = spike_timing_error(ref, other, window=2.0)
+    # neuron 0: 10 -> 10.5 moved, 25 extra; neuron 1: 5 -> 8 is beyond the window: one missing, one extra
+    assert (e["n_reference"], e["n_other"], e["paired"], e["moved"]) == (4, 6, 3, 1)
+    assert (e["missing"], e["extra"], e["neurons_differing"]) == (1, 3, 3)
+    assert e["max_shift_ms"] == pytest.approx(0.5) and e["mean_shift_ms"] == pytest.approx(0.5 / 3)
+    assert e["first_difference_ms"] == 3.0
+    # closest pairs first: 1.9 pairs with 2.0 (0.1 ms), not with 1.0 (0.9 ms), which is left missing
+    e = spike_timing_error([np.array([1.0, 2.0])], [np.array([1.9])], window=1.0)
+    assert e["paired"] == 1 and e["max_shift_ms"] == pytest.approx(0.1) and e["missing"] == 1
+    assert e["first_difference_ms"] == 1.0
+    same = spike_timing_error(ref, [r.copy() for r in ref])
+    assert same["moved"] == same["missing"] == same["extra"] == 0 and same["first_difference_ms"] is None
+    with pytest.raises(psst.ParameterError, match="neurons"):
+        spike_timing_error(ref, other[:2])
+    with pytest.raises(psst.ParameterError, match="window"):
+        spike_timing_error(ref, other, window=-1.0)
 
 
 def test_partition_refuses_what_it_cannot_split():
