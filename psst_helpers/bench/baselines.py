@@ -178,11 +178,35 @@ def original_hh_population(I_inj: np.ndarray, dtype) -> Callable:  # noqa: D401
     return f
 
 
-def bare_hh_population(I_inj: np.ndarray, t: np.ndarray, dtype, every: int = 10) -> Callable[[], np.ndarray]:
+def package_rates_hh_population(I_inj: np.ndarray, dtype) -> Callable:
+    """:func:`original_hh_population` with the package's gate equations instead of the naive ones:
+    ``phi (alpha (1 - x) - beta x)`` (no division) with the rates of :func:`psst_helpers.neurons.hh_rates`
+    (``exprel_inv`` at the removable singularities). Same flat state; for measuring what the rate
+    formulas alone cost."""
+    import tensorflow as tf
+
+    from .. import neurons as nrn
+
+    n = I_inj.size
+    I = tf.constant(I_inj, dtype=dtype)
+
+    def f(X, t):
+        V, m, h, nn = X[:n], X[n:2 * n], X[2 * n:3 * n], X[3 * n:]
+        dm, dh, dn = nrn.hh_gate_derivatives(V, m, h, nn)
+        I_Na, I_K, I_L = nrn.hh_currents(V, m, h, nn)
+        return tf.concat([I - I_Na - I_K - I_L, dm, dh, dn], 0)
+
+    return f
+
+
+def bare_hh_population(I_inj: np.ndarray, t: np.ndarray, dtype, every: int = 10,
+                       rates: str = "naive") -> Callable[[], np.ndarray]:
     """The yardstick for the HH kernel's speed: the same equations as
     :func:`psst_helpers.networks.hh_population`, RK4, V stored every ``every`` steps, in one XLA while
-    loop, with nothing else: no spike tracking, no guard at the rates' removable singularities (so a
-    float32 run can leave neurons NaN), constants baked in, a uniform grid.
+    loop, with nothing else: no spike tracking, constants baked in, a uniform grid. With
+    ``rates="naive"`` the original's rate formulas (:func:`original_hh_population`: no guard at the
+    removable singularities, so a float32 run can leave neurons NaN, and two divisions per gate);
+    with ``rates="package"`` the package's (:func:`package_rates_hh_population`).
 
     Returns
     -------
@@ -195,7 +219,9 @@ def bare_hh_population(I_inj: np.ndarray, t: np.ndarray, dtype, every: int = 10)
     dt = float(t[1] - t[0])
     n_rec = (len(t) - 1) // every
     tf_dt = tf.as_dtype(np.dtype(dtype))
-    f = original_hh_population(I_inj, tf_dt)
+    if rates not in ("naive", "package"):
+        raise ValueError(f"rates is 'naive' or 'package', got {rates!r}")
+    f = (original_hh_population if rates == "naive" else package_rates_hh_population)(I_inj, tf_dt)
     X0 = tf.constant(np.concatenate([np.full(n, -71.0), np.zeros(3 * n)]).astype(dtype))
 
     @tf.function(jit_compile=True)
