@@ -79,7 +79,7 @@ from .components import Component
 from .errors import ConnectivityError, ParameterError
 
 __all__ = ["SynapseKind", "FirstOrderKind", "PulsedRelease", "Cholinergic", "GABAA", "GABAB", "SynapseGroup", "ACH", "GABA_A",
-           "GABA_B", "KINDS", "DENSE_MAX_ENTRIES", "DENSE_PER_SYNAPSE", "EVENT_CAPACITY", "check_connectivity"]
+           "GABA_B", "KINDS", "PULSE_EDGE_TOLERANCE_MS", "DENSE_MAX_ENTRIES", "DENSE_PER_SYNAPSE", "EVENT_CAPACITY", "check_connectivity"]
 
 
 # --- synapse kinds: what one synapse does ------------------------------------------------------------
@@ -171,11 +171,23 @@ class FirstOrderKind(SynapseKind):
 
 
 class PulsedRelease:
-    """A transmitter pulse: ``A`` mM while ``t_delay < t - t_fire < t_delay + t_max`` (ms), else exactly 0.
+    """A transmitter pulse: ``A`` mM while ``0 < t - t_fire - t_delay < t_max`` (ms), else exactly 0.
 
     Mixed into a kind that has the attributes ``A``, ``t_max`` and ``t_delay`` (cholinergic, GABA_B); its
     :attr:`SynapseKind.pulse` then lets :class:`SynapseGroup` sum over the releasing sources only and
     :mod:`psst_helpers.partition` split the network between steps.
+
+    **The edges never depend on rounding.** ``t_fire`` is a step's start time and RK stages are
+    evaluated at a step's start, middle and end, so with ``t_max`` and ``t_delay`` multiples of the
+    step ``h`` the pulse's edges fall exactly on stage times — where a plain float comparison is a coin
+    toss (``t_fire + 0.3`` may round above or below the stage time it should equal: on the grid
+    ``0.01 * arange(100001)``, 10.9 % of spike times put the end stage inside). Both edges are
+    therefore decided with a margin of :data:`PULSE_EDGE_TOLERANCE_MS` inwards: a stage that lies on an
+    edge, up to rounding, sees no transmitter, at either edge and at every spike time. With edges on the
+    grid a pulse of ``N = t_max / h`` steps then covers the stages strictly inside it: all of ``N - 2``
+    steps, and 5/6 (RK4's weights) of the steps at its two ends: ``(N - 1/3) h`` of transmitter for
+    every spike. With ``t_delay = 0`` the first of those steps is the one in which the spike is detected,
+    already taken when ``t_fire`` is set, so a network's synapse receives ``(N - 7/6) h``.
     """
 
     A: float
@@ -187,15 +199,19 @@ class PulsedRelease:
         return (self.t_delay, self.t_max)
 
     def transmitter(self, V: Any, t_fire: Any, t: Any) -> Any:
+        """``A`` where ``PULSE_EDGE_TOLERANCE_MS < t - t_fire - t_delay < t_max - PULSE_EDGE_TOLERANCE_MS``
+        (times in ms, float64 as the network models keep them), else 0; in V's dtype (mM)."""
         xp = ops_for(V)
-        start = t_fire + self.t_delay
-        active = (t > start) & (t < start + self.t_max)
+        since = (t - t_fire) - self.t_delay  # ms since the release began (t - t_fire first: exact on the grid)
+        tol = PULSE_EDGE_TOLERANCE_MS
+        active = (since > tol) & (since < self.t_max - tol)
         return xp.where(active, xp.const(self.A, V), xp.const(0.0, V))
 
 
 @dataclass
 class Cholinergic(PulsedRelease, FirstOrderKind):
-    """Cholinergic (excitatory) synapse: T = ``A`` mM while ``t_delay < t - t_fire < t_delay + t_max`` (ms)."""
+    """Cholinergic (excitatory) synapse: T = ``A`` mM while ``0 < t - t_fire - t_delay < t_max`` (ms), the
+    edges decided with a margin so that they never depend on rounding (:class:`PulsedRelease`)."""
 
     name: ClassVar[str] = "ach"
     alpha: float = 10.0
@@ -283,6 +299,12 @@ KINDS: Dict[str, type] = {"ach": Cholinergic, "gaba": GABAA, "gabab": GABAB}
 ACH: Dict[str, float] = Cholinergic().parameters()
 GABA_A: Dict[str, float] = GABAA().parameters()
 GABA_B: Dict[str, float] = GABAB().parameters()
+
+#: Margin (ms) by which a transmitter pulse's edges are moved inwards (:class:`PulsedRelease`), so that
+#: a stage time on an edge is outside whatever the rounding. It must exceed the rounding of
+#: ``t - t_fire`` (float64 times: a few units in the last place of t, 1e-9 ms at t = 1e7 ms, 3 hours)
+#: and stay below half a step (stage times lie h/2 apart), so it holds for steps longer than 2e-6 ms.
+PULSE_EDGE_TOLERANCE_MS = 1e-6
 
 #: ``product="auto"`` uses the dense block up to ``DENSE_MAX_ENTRIES + DENSE_PER_SYNAPSE * S`` entries.
 DENSE_MAX_ENTRIES = 16384
