@@ -481,6 +481,7 @@ def locust_antennal_lobe(
     noise: float = 0.01,
     g_KL_jitter: float = 0.0,
     storage: str = "pre",
+    synapses: Sequence[SynapseGroup] = (),
 ) -> Model:
     """The locust antennal lobe after Bazhenov et al. (2001): 90 PNs and 30 LNs.
 
@@ -500,9 +501,17 @@ def locust_antennal_lobe(
     ``storage`` chooses the synapses' state (:class:`psst_helpers.synapses.SynapseGroup`): one open
     fraction per presynaptic neuron (``"pre"``, exact and fastest) or per synapse (``"synapse"``).
 
+    ``synapses`` adds synapse groups of other kinds to the built-in ACh and GABA_A ones, each a
+    :class:`~psst_helpers.synapses.SynapseGroup` over all ``n_pn + n_ln`` neurons (e.g. slow GABA_B
+    inhibition from the LNs onto the PNs, ``SynapseGroup.from_matrix("gabab", C)``, or a kind of
+    your own); at most one group per kind, and none of kind ``"ach"`` or ``"gaba"``. Their g and E
+    are inputs of the compiled loop like the built-in groups' (``par["syn"][kind]``). ``stimulus``
+    may be any :class:`~psst_helpers.stimuli.Stimulus` driving ``n_pn + n_ln`` neurons.
+
     State: ``V`` (all neurons, PNs first), ``pn`` = {m, h, n, mA, hA}, ``ln`` = {n, mCa, hCa, mKCa,
-    Ca}, ``syn`` = {ach, gaba}, plus ``I_ext``, ``t_fire``, ``spikes`` and the inputs ``par``
-    (see :func:`locust_derivatives`). The derivative is :func:`locust_derivatives`.
+    Ca}, ``syn`` = {ach, gaba, and the kind of each added group}, plus ``I_ext``, ``t_fire``,
+    ``spikes`` and the inputs ``par`` (see :func:`locust_derivatives`). The derivative is
+    :func:`locust_derivatives`.
     """
     n_pn, n_ln = int(n_pn), int(n_ln)
     if n_pn < 0 or n_ln < 0 or n_pn + n_ln < 1:
@@ -538,7 +547,8 @@ def locust_antennal_lobe(
     g_ach = np.where(np.arange(N) < n_pn, 0.35, 0.3)  # 0.35 onto PNs is unused: no ACh synapse targets a PN
     ach = SynapseGroup.from_matrix("ach", C_ach, g=g_ach, E=ACH["E"], storage=storage)
     gaba = SynapseGroup.from_matrix("gaba", C_gaba, g=GABA_A["g"], E=GABA_A["E"], storage=storage)
-    synapses = (ach, gaba)
+    synapses = (ach, gaba, *synapses)
+    _check_groups(synapses, N)
 
     P, L = LOCUST["PN"], LOCUST["LN"]
     Ca0 = nrn.CALCIUM["Ca0"]
@@ -562,7 +572,9 @@ def locust_antennal_lobe(
         state = tree_map(lambda x: np.array(x, dtype=float), initial_state)
         state.setdefault("par", par)
         for s_ in synapses:
-            got = np.shape(state.get("syn", {}).get(s_.kind, ()))
+            held = state.get("syn", {}).get(s_.kind, ())
+            shapes = {np.shape(v) for v in held.values()} if isinstance(held, dict) else {np.shape(held)}
+            got = shapes.pop() if len(shapes) == 1 else tuple(sorted(shapes))
             if got != (s_.state_size,):
                 raise ParameterError(
                     f"initial_state['syn'][{s_.kind!r}] has shape {got}, but this network's {s_.kind} synapses "
@@ -573,6 +585,7 @@ def locust_antennal_lobe(
             "noise": noise, "g_KL_jitter": g_KL_jitter, "membrane": LOCUST, "stimulus": stimulus.describe(),
             "synapses": [s_.describe() for s_ in synapses], "explicit": explicit}
     arrays = {"C_ach": C_ach, "C_gaba": C_gaba, "stimulated": np.asarray(stimulated), "g_KL": g_KL}
+    arrays.update({f"C_{s_.kind}": s_.matrix() for s_ in synapses[2:]})
     parts = {"builder": "locust_antennal_lobe", "n_pn": n_pn, "n_ln": n_ln, "stimulus": stimulus,
              "synapses": list(synapses)}
     return Model("locust_antennal_lobe", state, derivatives, network_hook(stimulus), desc, arrays, parts)

@@ -312,3 +312,59 @@ def test_locust_parameter_jitter_is_opt_in_and_reproducible():
     # the draws before the jitter are unchanged, so connectivity and start state stay the same
     np.testing.assert_array_equal(a.arrays["C_gaba"], plain.arrays["C_gaba"])
     np.testing.assert_array_equal(a.initial_state["V"], plain.initial_state["V"])
+
+
+def _lns_onto_pns(m: nw.Model) -> np.ndarray:
+    C = np.zeros((120, 120), np.int8)
+    C[:90, 90:] = m.arrays["C_gaba"][:90, 90:]
+    return C
+
+
+def test_locust_added_synapse_group_adds_its_current_and_nothing_else():
+    base = nw.locust_antennal_lobe(5)
+    C_b = _lns_onto_pns(base)
+    gabab = SynapseGroup.from_matrix("gabab", C_b, g=0.4)
+    m = nw.locust_antennal_lobe(5, synapses=[gabab])
+    np.testing.assert_array_equal(m.arrays["C_gabab"], C_b)
+    assert set(m.initial_state["syn"]) == {"ach", "gaba", "gabab"}
+    # a state with open second messengers: the derivative differs from the plain model's only by the GABA_B
+    # current g (V - E) sum_j C[i, j] s_j^4 / (s_j^4 + Kd), written out here (E = -95 mV, Kd = 100)
+    rng = np.random.default_rng(0)
+    y = m.state()
+    y["V"] = rng.uniform(-80.0, -40.0, 120)
+    y["syn"]["gabab"] = {"r": rng.uniform(0, 0.5, 30), "s": rng.uniform(0, 6.0, 30)}
+    y_plain = dict(y, syn={k: v for k, v in y["syn"].items() if k != "gabab"},
+                   par={**y["par"], "syn": {k: v for k, v in y["par"]["syn"].items() if k != "gabab"}})
+    d, d_plain = m.derivatives(y, 0.0), base.derivatives(y_plain, 0.0)
+    s4 = y["syn"]["gabab"]["s"] ** 4
+    I_b = 0.4 * (y["V"] + 95.0) * (C_b[:, 90:] @ (s4 / (s4 + 100.0)))
+    np.testing.assert_allclose(d_plain["V"] - d["V"], I_b, rtol=1e-12, atol=1e-12)
+    assert np.all(I_b[90:] == 0) and np.all(I_b[:90] > 0)
+    # r and s follow Destexhe et al.'s equations without transmitter (no LN has fired): K1 T = 0
+    np.testing.assert_allclose(d["syn"]["gabab"]["r"], -0.0012 * y["syn"]["gabab"]["r"], rtol=1e-14)
+    np.testing.assert_allclose(d["syn"]["gabab"]["s"], 0.18 * y["syn"]["gabab"]["r"] - 0.034 * y["syn"]["gabab"]["s"],
+                               rtol=1e-14)
+
+
+def test_locust_added_group_with_zero_conductance_changes_nothing():
+    base = nw.locust_antennal_lobe(6)
+    m = nw.locust_antennal_lobe(6, synapses=[SynapseGroup.from_matrix("gabab", _lns_onto_pns(base), g=0.0)])
+    t = psst.time_grid(150.0, 0.01)
+    a, b = nw.simulate(base, t, every=10), nw.simulate(m, t, every=10)
+    assert np.max(np.abs(a["V"] - b["V"])) <= 1e-12
+    # the compiled loop with the added group against the NumPy solver (same model, operation order only)
+    m2 = nw.locust_antennal_lobe(6, synapses=[SynapseGroup.from_matrix("gabab", _lns_onto_pns(base), g=0.5)])
+    t2 = psst.time_grid(3.0, 0.01)
+    np.testing.assert_allclose(nw.simulate(m2, t2, every=10)["V"], nw.simulate(m2, t2, every=10, backend="numpy")["V"],
+                               atol=1e-9)
+
+
+def test_locust_added_groups_are_checked():
+    from psst_helpers.errors import ConnectivityError, ParameterError
+    C = _lns_onto_pns(nw.locust_antennal_lobe(0))
+    with pytest.raises(ParameterError, match="one SynapseGroup per kind"):
+        nw.locust_antennal_lobe(0, synapses=[SynapseGroup.from_matrix("gaba", C)])
+    with pytest.raises(ConnectivityError, match="60"):
+        nw.locust_antennal_lobe(0, synapses=[SynapseGroup.from_matrix("gabab", np.zeros((60, 60)))])
+    with pytest.raises(ParameterError, match="SynapseGroup"):
+        nw.locust_antennal_lobe(0, synapses=[C])
