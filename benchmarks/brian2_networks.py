@@ -11,7 +11,8 @@ GABA_A synapses) and chapter 6's locust antennal lobe (PNs with the A-current, L
 Ca-dependent K current, the odour input). Same equations as the package (book/models.md), written
 without units (voltages in mV, time in ms through ``/ms``), RK4 at dt 0.01 ms, V recorded every 0.1 ms.
 Spikes are upward crossings of 0 mV; ``lastspike`` is the start of the step in which V crossed, the
-package's ``t_fire``. One open fraction per presynaptic neuron (exact, see chapter 4), summed onto each
+package's ``t_fire``; the ACh pulse's edges are decided with the package's inward margin
+(``PULSE_EDGE_TOLERANCE_MS``), so a stage on an edge sees no transmitter in both simulators. One open fraction per presynaptic neuron (exact, see chapter 4), summed onto each
 postsynaptic neuron by a summed variable: Brian2 computes it once per step, before the state update, so
 it is held through the four RK stages. The odour input is the package's envelope at every step's start
 (a ``TimedArray``), set once per step, as in the package.
@@ -44,7 +45,8 @@ dm/dt = phi*(alpha_m*(1 - m) - beta_m*m)/ms : 1
 dh/dt = phi*(alpha_h*(1 - h) - beta_h*h)/ms : 1
 """
 ACH_SOURCE = """
-T_ach = A_ach*int(t/ms > lastspike/ms + td_ach)*int(t/ms < lastspike/ms + td_ach + tmax_ach) : 1
+since_ach = (t - lastspike)/ms - td_ach : 1
+T_ach = A_ach*int(since_ach > tol_ach)*int(since_ach < tmax_ach - tol_ach) : 1
 dO_ach/dt = (alpha_ach*(1 - O_ach)*T_ach - beta_ach*O_ach)/ms : 1
 """
 GABA_SOURCE = """
@@ -59,14 +61,14 @@ def _syn_current(kinds):
     return (" + ".join(terms) if terms else "0"), decl
 
 
-def ei_equations(synapses: bool) -> str:
-    I_syn, decl = _syn_current(["ach", "gaba"] if synapses else [])
+def ei_equations(kinds) -> str:
+    I_syn, decl = _syn_current(list(kinds))
     eqs = f"""
 dv/dt = (I_ext - g_Na*m**3*h*(v - E_Na) - g_K*n**4*(v - E_K) - g_L*(v - E_L) - I_syn)/C_m/ms : 1
 I_syn = {I_syn} : 1
 I_ext : 1 (constant)
 """ + HH_GATES + NA_GATES + decl
-    return eqs + (ACH_SOURCE + GABA_SOURCE if synapses else "")
+    return eqs + ("".join({"ach": ACH_SOURCE, "gaba": GABA_SOURCE}[k] for k in kinds))
 
 
 def pn_equations(synapses: bool) -> str:
@@ -122,7 +124,8 @@ def _kinetics_namespace(meta: dict) -> dict:
     for kind, p in meta["kinetics"].items():
         ns.update({f"alpha_{kind}": p["alpha"], f"beta_{kind}": p["beta"]})
         if kind == "ach":
-            ns.update({"A_ach": p["A"], "td_ach": p["t_delay"], "tmax_ach": p["t_max"]})
+            ns.update({"A_ach": p["A"], "td_ach": p["t_delay"], "tmax_ach": p["t_max"],
+                       "tol_ach": meta.get("pulse_edge_tolerance_ms", 0.0)})
         else:
             ns.update({"V0_gaba": p["V0"], "sigma_gaba": p["sigma"]})
     return ns
@@ -135,9 +138,10 @@ def build(b2, data: dict, meta: dict, synapses: bool):
     dt = meta["dt_ms"] * ms
     every = meta["record_every"]
     objects, spike_mons = [], []
+    build.v_monitors = []
     if meta["model"] == "ei":
         ns = {**meta["membrane"], "phi": meta["phi"], **_kinetics_namespace(meta)}
-        G = b2.NeuronGroup(meta["n"], ei_equations(synapses), method="rk4", threshold="v > 0", refractory="v > 0",
+        G = b2.NeuronGroup(meta["n"], ei_equations(list(meta["kinetics"]) if synapses else []), method="rk4", threshold="v > 0", refractory="v > 0",
                            namespace=ns, dt=dt, name="ei")
         G.v = data["V0"]
         G.I_ext = data["I_ext"]
@@ -185,6 +189,7 @@ def build(b2, data: dict, meta: dict, synapses: bool):
         vm = b2.StateMonitor(grp, "v", record=True, dt=every * dt, name=f"v_{gname}")
         objects += [sm, vm]
         spike_mons.append((sm, g0))
+        build.v_monitors.append(vm)
     return objects, spike_mons
 
 
@@ -195,6 +200,7 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=1, help="OpenMP threads of the C++ standalone target")
     p.add_argument("--repeats", type=int, default=3, help="warm runs after the first")
     p.add_argument("--no-synapses", action="store_true", help="the neurons alone")
+    p.add_argument("--save-v", action="store_true", help="also write the recorded V (small networks)")
     p.add_argument("--out", required=True)
     a = p.parse_args()
 
@@ -246,6 +252,8 @@ def main() -> None:
     out = {"target": a.target, "threads": a.threads if a.target == "cpp_standalone" else 1,
            "synapses": not a.no_synapses, "first_s": first_s, "warm_s": warm, "brian2": b2.__version__,
            "spike_neuron": neuron[order].tolist(), "spike_step": step[order].tolist()}
+    if a.save_v:
+        out["v"] = np.concatenate([np.asarray(vm.v) for vm in build.v_monitors], 0).tolist()
     with open(a.out, "w") as fh:
         json.dump(out, fh)
     print(f"brian2 {a.target} threads={out['threads']} synapses={out['synapses']}: first {first_s:.2f} s, "

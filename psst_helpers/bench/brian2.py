@@ -115,7 +115,7 @@ BRIAN2_NETWORKS_SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "b
 BRIAN2_TARGETS = (("cpp_standalone", 1), ("cpp_standalone", 2), ("cython", 1))
 
 
-def ei_network(n: int = 1000, seed: int = 2026):
+def ei_network(n: int = 1000, seed: int = 2026, ach_params: Optional[Dict[str, float]] = None):
     """Chapter 4's random E/I network (section 6 there): ``n`` HH neurons, 80 % excitatory, 2 % random
     connectivity (ACh from excitatory, GABA_A from inhibitory neurons), a constant current of 5 to 10
     uA/cm^2 and a start voltage of -75 to -55 mV per neuron, drawn from ``default_rng(seed)`` as there."""
@@ -133,7 +133,8 @@ def ei_network(n: int = 1000, seed: int = 2026):
     g_gaba = 0.8 * 5 / (p_connect * (n - n_exc))
     I_ei = rng.uniform(5.0, 10.0, n)
     V0 = rng.uniform(-75.0, -55.0, n)
-    groups = [SynapseGroup.from_matrix("ach", C_ach, g=g_ach), SynapseGroup.from_matrix("gaba", C_gaba, g=g_gaba)]
+    groups = [SynapseGroup.from_matrix("ach", C_ach, g=g_ach, params=ach_params),
+              SynapseGroup.from_matrix("gaba", C_gaba, g=g_gaba)]
     return hh_network(n, Constant(I_ei), groups, V0=V0, name="random_ei")
 
 
@@ -146,7 +147,10 @@ def export_network(model, duration_ms: float, path: Path, record_every: int = 10
 
     y = model.state(np.float64)
     par = y["par"]
+    from .. import synapses as syn
+
     meta = {"duration_ms": duration_ms, "dt_ms": dt, "record_every": record_every, "phi": nrn.PHI_HH,
+            "pulse_edge_tolerance_ms": float(getattr(syn, "PULSE_EDGE_TOLERANCE_MS", 0.0)),
             "kinetics": {s.kind: {k: float(v) for k, v in s.params.items()} for s in model.parts["synapses"]}}
     data = {"V0": np.asarray(y["V"], float), "I_ext": np.asarray(y["I_ext"], float)}
     for s in model.parts["synapses"]:
