@@ -353,7 +353,7 @@ def _network_arguments(p: argparse.ArgumentParser) -> None:
 
 @register("brian2-networks", help="chapter 4's E/I network and the locust model against Brian2 "
                                   "(equal spikes checked, then first call and warm time)",
-          arguments=_network_arguments, quick={"duration_ms": 150.0, "ei_size": 200})
+          arguments=_network_arguments, quick={"duration_ms": 200.0, "ei_size": 200})
 def run_brian2_networks(args: argparse.Namespace) -> Iterator[List[Row]]:
     """Suite ``brian2-networks``."""
     yield bench_brian2_networks(args.networks, args.duration_ms, args.brian2_python, args.repeats,
