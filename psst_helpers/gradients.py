@@ -7,10 +7,10 @@ RK4 loop. What that needs beyond plain TensorFlow lives here:
   whose ``params`` option makes the **model parameters inputs**, so ``tf.GradientTape`` sees them
   and a new parameter value reuses the compiled code) configured the way the chapter writes its
   problems: ``n_steps`` steps of ``dt``, a list state, the records after the start.
-  :class:`~psst_helpers.Integrator` gives the loops that gradients flow through
-  ``maximum_iterations``, which reverse-mode differentiation under XLA requires, and with
-  ``checkpoint_every`` runs them in chunks wrapped in ``tf.recompute_grad``: only the state at
-  chunk boundaries is kept, and each chunk is recomputed during the backward pass.
+  Its backward pass runs the steps in reverse, each re-run from the state stored at its start
+  and differentiated on its own, so a gradient keeps one state per step; with
+  ``checkpoint_every`` only one state per chunk, and each chunk's states are recomputed on the
+  way back.
 * :func:`hh_rhs`, :func:`hh_params`, :func:`hh_rest_state`: one HH neuron (or a batch of
   independent ones) with its parameters as tensors; :func:`hh_rhs` is the network models'
   derivative function (:func:`psst_helpers.networks.hh_derivatives`) on a list state.
@@ -82,8 +82,8 @@ class GradientIntegrator:
         Record after every ``every`` steps; must divide ``n_steps``.
     checkpoint_every : int, optional
         Gradient checkpointing (see :class:`~psst_helpers.Integrator`): the backward pass stores
-        the state once per chunk of this many steps instead of at every step. Must divide
-        ``n_steps`` and be a multiple of ``every``.
+        the state once per chunk of this many steps instead of at every step, and recomputes
+        each chunk's states on the way back. Must divide ``n_steps`` and be a multiple of ``every``.
     xla : bool
         Compile with XLA (``jit_compile=True``, default); off only to debug.
 

@@ -78,3 +78,47 @@ def get_scheme(method: str) -> Callable[..., Leaves]:
         from ..errors import ParameterError
 
         raise ParameterError(f"unknown method {method!r}; choose one of {sorted(set(SCHEMES))}") from None
+
+
+# -- the same schemes as a loop over stages ----------------------------------------------------
+#: Every scheme above has a Butcher tableau whose only non-zero entries lie just below the
+#: diagonal: stage ``s`` evaluates ``k_s = f(y + c_s h k_{s-1}, t + c_s h)``, with ``c_0 = 0``. So
+#: one loop over the stage nodes ``c_s`` (tf_solver's stage loop) evaluates ``f`` at one place in
+#: the program, whatever the number of stages; :data:`COMBINE` then forms the step from the first,
+#: the sum of the interior and the last stage's slope, in the same operations as the functions
+#: above (the results agree to the bit; ``tests/test_solvers.py``).
+STAGE_NODES = {"euler": (0.0,), "rk2": (0.0, 0.5), "midpoint": (0.0, 0.5), "rk4": (0.0, 0.5, 0.5, 1.0)}
+
+
+def _combine_last(y: Any, h: Any, k_first: Any, k_mid: Any, k_last: Any) -> Any:
+    """Euler and the midpoint rule: ``y + h k_last`` (for Euler the last stage is the only one)."""
+    return y + _like(h, y) * k_last
+
+
+def _combine_rk4(y: Any, h: Any, k_first: Any, k_mid: Any, k_last: Any) -> Any:
+    """RK4: ``y + h/6 (k1 + 2 (k2 + k3) + k4)``, with ``k_mid = k2 + k3``."""
+    return y + _like(h / 6.0, y) * (k_first + 2.0 * k_mid + k_last)
+
+
+#: ``combine(y, h, k_first, k_mid, k_last)`` for one state entry; ``k_mid`` is the sum of the slopes
+#: of the interior stages (zero for Euler and the midpoint rule).
+COMBINE = {"euler": _combine_last, "rk2": _combine_last, "midpoint": _combine_last, "rk4": _combine_rk4}
+
+
+def staged_step(f: LeafFunc, y: Leaves, t: Any, dt: Any, method: str) -> Leaves:
+    """One step of ``method`` written as the stage loop (a Python loop here; a ``tf.while_loop`` in
+    the compiled solver), to check that the loop form is the same arithmetic as the step functions."""
+    key = method.lower()
+    nodes, combine = STAGE_NODES[key], COMBINE[key]
+    k_prev = k_first = k_mid = None
+    for s, c in enumerate(nodes):
+        ys = y if s == 0 else _axpy(y, c * dt, k_prev)
+        k = f(ys, t + c * dt if s else t)
+        if s == 0:
+            k_first = k
+        elif s < len(nodes) - 1:
+            k_mid = k if k_mid is None else [None if a is None else a + b for a, b in zip(k_mid, k)]
+        k_prev = k
+    if k_mid is None:
+        k_mid = [None] * len(y)
+    return [yi if kl is None else combine(yi, dt, kf, km, kl) for yi, kf, km, kl in zip(y, k_first, k_mid, k_prev)]

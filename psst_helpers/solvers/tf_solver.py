@@ -6,12 +6,18 @@ between two of them.  Only what ``record`` selects is written, into ``tf.TensorA
 memory grows with ``len(t) / every`` times the recorded size, never with the whole state at every
 step (the design that ran the original tutorial out of memory).
 
+Each step is one loop over the scheme's stages (:data:`~psst_helpers.solvers.schemes.STAGE_NODES`):
+the right-hand side appears once in the traced graph, not once per stage, which keeps tracing and
+XLA compilation short (issue 26; ``benchmarks/compile_and_gradient.py`` measures them apart).
+
 The same loop is differentiable (chapter 8): pass the model's parameters as ``params`` and
 ``tf.GradientTape`` sees them (and the start state); :meth:`Integrator.value_and_gradient` runs a
-loss and its gradient in one compiled call. Reverse mode under XLA needs every ``tf.while_loop``
-to have ``maximum_iterations`` (the per-step values kept for the backward pass need a fixed-size
-buffer); the loops that gradients flow through have it, the forward-only loop keeps the early exit
-it always had. ``checkpoint_every`` trades memory for time in the backward pass.
+loss and its gradient in one compiled call. The backward pass is written out as a loop over the
+steps in reverse (a discrete adjoint): the forward run stores the state at the start of each step,
+and each step is re-run from it and differentiated on its own on the way back. It stores one state
+per step instead of every stage's intermediate values, and its graph holds one step's gradient
+instead of TensorFlow's gradient of nested loops. ``checkpoint_every`` stores the state once per
+chunk and recomputes the chunk's states on the way back.
 
 Nothing here names a device: the same code runs on a CPU or a GPU, wherever TensorFlow puts it.
 """
@@ -27,7 +33,7 @@ from .._tree import TreeDef, flatten, leaf_paths, unflatten
 from ..errors import NonFiniteInputError, NonFiniteStateError, ParameterError, StateShapeError
 from . import checks
 from .numpy_solver import PostStep, nonfinite_message
-from .schemes import get_scheme
+from .schemes import COMBINE, STAGE_NODES, _like, get_scheme, staged_step
 
 __all__ = ["Integrator", "odeint", "as_tensor"]
 
@@ -96,11 +102,14 @@ class Integrator:
         Compile the loop with XLA (``jit_compile=True``). Measured on a 2-core CPU it is 1.5-3x
         faster for neuron models (``python -m psst_helpers.bench core``); switch it off to debug.
     checkpoint_every : int, optional
-        Gradient checkpointing (chapter 8): the backward pass runs the loop in chunks of this many
-        steps, each wrapped in ``tf.recompute_grad``, so it stores the state once per chunk plus
-        the values of one chunk instead of every step's, at the price of running each chunk
-        forward twice. A multiple of ``every`` that divides the number of steps; results and
-        gradients are unchanged (to rounding), and runs without a gradient never use it.
+        Gradient checkpointing (chapter 8). Without it the backward pass keeps the state at the
+        start of every step (one state per step: the stages' intermediate values are recomputed
+        step by step on the way back). With it, the state only at the start of every chunk of
+        this many steps, and each chunk's states are recomputed when the backward pass reaches
+        it: memory ``n_steps / checkpoint_every + checkpoint_every`` states instead of
+        ``n_steps``, for one more forward run. A multiple of ``every`` that divides the number of
+        steps; results and gradients are unchanged (to rounding), and runs without a gradient
+        never use it.
 
     Attributes
     ----------
@@ -139,59 +148,115 @@ class Integrator:
         self.xla = bool(xla)
         self.checkpoint_every = check_chunk(checkpoint_every, self.every)
         self._compiled: Dict[Hashable, Callable] = {}
+        self._integrated: Dict[Hashable, List[int]] = {}  # per state structure: the entries with a derivative
         self.traces = 0
 
-    # -- the compiled loops ------------------------------------------------------------------
-    def _loop(self, treedef: TreeDef, dtypes: Tuple[np.dtype, ...], pdef: Optional[TreeDef],
-              grad: bool) -> Callable:
-        """The Python function of the loop, ``run(lv, tt, dts, pv) -> (stacks, final, fail_start, good, r)``.
+    # -- one step: the stage loop -------------------------------------------------------------
+    def _stepper(self, treedef: TreeDef, dtypes: Tuple[np.dtype, ...], pdef: Optional[TreeDef],
+                 lv: List[tf.Tensor], time_dtype: tf.DType, pv: List[tf.Tensor]) -> Callable:
+        """``step(lv, t0, t1, h, pv) -> new leaves``: one step of the scheme, post-step hook included.
 
-        ``pdef`` is the structure of ``params`` (None: ``func(y, t)``). ``grad`` builds the loop that
-        gradients flow through: every ``tf.while_loop`` gets ``maximum_iterations``, and with
-        ``checkpoint_every`` the steps run in chunks under ``tf.recompute_grad``.
+        Called while a loop is traced. Every stage calls ``func`` at one place, inside a
+        ``tf.while_loop`` over the scheme's stage nodes
+        (:data:`~psst_helpers.solvers.schemes.STAGE_NODES`): the forward graph holds one copy of
+        ``func`` whatever the number of stages, in the same arithmetic as the step functions of
+        :mod:`~psst_helpers.solvers.schemes` (``tests/test_solvers.py``). ``unroll=True`` writes the
+        stages out instead, for the backward pass's re-run of one step: TensorFlow's gradient of a
+        loop keeps its values in TensorLists, and the gradient of the unrolled step ran 2.6x
+        faster and compiled as fast (3 HH neurons, ``benchmarks/compile_and_gradient.py grad``).
+        The parameters are arguments, so a backward step can differentiate with respect to its
+        own copy of them.
         """
-        func, hook, record, every, step_fn = self.func, self.post_step, self.record, self.every, self.step_fn
-        chunk = self.checkpoint_every if grad else None
+        func, hook, method = self.func, self.post_step, self.method.lower()
+        nodes, combine = STAGE_NODES[method], COMBINE[method]
         tf_dtypes = [tf.as_dtype(d) for d in dtypes]
 
-        def rhs(p):
-            def f(lv, tm):
-                y = unflatten(treedef, lv)
-                out = func(y, tm) if pdef is None else func(y, tm, p)
-                return checks.check_derivative(out, treedef, lv, dtypes)  # static checks at trace time
-            return f
+        def rhs(lv_, tm, pv_):
+            y = unflatten(treedef, list(lv_))
+            out = func(y, tm) if pdef is None else func(y, tm, unflatten(pdef, list(pv_)))
+            return checks.check_derivative(out, treedef, lv_, dtypes)  # static checks at trace time
 
-        def one_step(f, tt, dts, i, lv):
-            t0, t1, h = tt[i], tt[i + 1], dts[i]
-            new = step_fn(f, lv, t0, h)
+        def spec(x):
+            return tf.TensorSpec(x.shape, x.dtype)
+
+        # Which entries are integrated (their derivative is not None) decides the stage loop's
+        # variables, so it must be known before the loop is built: trace func once in a scratch
+        # function for it (the graph is discarded), once per state structure (cached).
+        struct_key = (treedef, dtypes, pdef)
+        if struct_key not in self._integrated:
+            probe = tf.function(functools.partial(rhs), autograph=False).get_concrete_function(
+                [spec(x) for x in lv], tf.TensorSpec([], time_dtype), [spec(x) for x in pv])
+            self._integrated[struct_key] = [i for i, d in enumerate(probe.structured_outputs) if d is not None]
+        idx = self._integrated[struct_key]
+        c = tf.constant(nodes, time_dtype)
+        n_stages = len(nodes)
+
+        def slopes(ys, tm, pv_):
+            out = rhs(list(ys), tm, list(pv_))
+            return [out[i] for i in idx]
+
+        def step(lv_, t0, t1, h, pv_, unroll=False):
+            if n_stages == 1:
+                k_first = k_mid = k_last = slopes(lv_, t0, pv_)
+            elif unroll:
+                new = staged_step(lambda ys, tm: rhs(ys, tm, pv_), list(lv_), t0, h, method)
+                k_first = k_mid = k_last = None
+            else:
+                def body(s, k_prev, k_first, k_mid):
+                    ch = tf.gather(c, s) * h  # c_s h, exact: c_s is 0, 1/2 or 1
+                    ys = list(lv_)
+                    for j, i in enumerate(idx):  # stage 0: y + 0 = y
+                        ys[i] = lv_[i] + _like(ch, lv_[i]) * k_prev[j]
+                    k = slopes(ys, t0 + ch, pv_)
+                    interior = tf.logical_and(s > 0, s < n_stages - 1)
+                    return (s + 1, k, [tf.where(s == 0, a, b) for a, b in zip(k, k_first)],
+                            [tf.where(interior, m + a, m) for a, m in zip(k, k_mid)])
+
+                zeros = [tf.zeros_like(lv_[i]) for i in idx]
+                _, k_last, k_first, k_mid = tf.while_loop(
+                    lambda s, *_: s < n_stages, body, (tf.constant(0), zeros, zeros, zeros),
+                    maximum_iterations=n_stages)  # a fixed trip count: reverse mode under XLA needs it
+            if k_last is not None:
+                new = list(lv_)
+                for j, i in enumerate(idx):
+                    new[i] = combine(lv_[i], h, k_first[j], k_mid[j], k_last[j])
             if hook is not None:
-                res, res_def = flatten(hook(t0, unflatten(treedef, lv), t1, unflatten(treedef, new)))
+                res, res_def = flatten(hook(t0, unflatten(treedef, lv_), t1, unflatten(treedef, new)))
                 if res_def != treedef:
                     raise StateShapeError("post_step must return a state with the same structure as y0")
                 new = [tf.cast(x, d) for x, d in zip(res, tf_dtypes)]
             return new
 
-        def advance(f, tt, dts, start, count, lv, most):
-            """``count`` (at most ``most``, a Python int) steps from step ``start``."""
-            def body(i, *xs):
-                return (i + 1, *one_step(f, tt, dts, i, list(xs)))
+        return step
 
-            out = tf.while_loop(lambda i, *_: i < start + count, body, (start, *lv),
-                                maximum_iterations=most if grad else None)
-            return list(out[1:])
+    # -- the compiled loops ------------------------------------------------------------------
+    def _records_of(self, treedef: TreeDef, lv: List[Any]) -> List[Any]:
+        return flatten(checks.select(self.record, unflatten(treedef, lv)))[0]
+
+    def _loop(self, treedef: TreeDef, dtypes: Tuple[np.dtype, ...], pdef: Optional[TreeDef]) -> Callable:
+        """The Python function of the forward loop, ``run(lv, tt, dts, pv) -> (stacks, final, fail_start, good, r)``.
+
+        ``pdef`` is the structure of ``params`` (None: ``func(y, t)``).
+        """
+        every = self.every
 
         def records_of(lv):
-            return flatten(checks.select(record, unflatten(treedef, lv)))[0]
+            return self._records_of(treedef, lv)
 
         def run(lv, tt, dts, pv):
             self.traces += 1  # a Python side effect: runs when TensorFlow traces, not when it executes
+            step = self._stepper(treedef, dtypes, pdef, lv, tt.dtype, pv)
             n_points = tt.shape[0]
             n_steps = n_points - 1
             n_rec = checks.n_records(n_points, every)
             rec0 = records_of(lv)
-            if chunk is not None:
-                return chunked(lv, tt, dts, pv, rec0, n_steps)
-            f = rhs(None if pdef is None else unflatten(pdef, pv))
+
+            def advance(start, count, lv_):
+                def body(i, *xs):
+                    return (i + 1, *step(list(xs), tt[i], tt[i + 1], dts[i], pv))
+
+                return list(tf.while_loop(lambda i, *_: i < start + count, body, (start, *lv_))[1:])
+
             tas = [tf.TensorArray(x.dtype, size=n_rec, element_shape=x.shape) for x in rec0]
             tas = [ta.write(0, x) for ta, x in zip(tas, rec0)]
 
@@ -199,19 +264,17 @@ class Integrator:
                 return tf.logical_and(r < n_rec, ok)
 
             def obody(r, ok, cur, prev, tas_):
-                new = advance(f, tt, dts, (r - 1) * every, every, cur, every)
+                new = advance((r - 1) * every, every, cur)
                 tas_ = [ta.write(r, x) for ta, x in zip(tas_, records_of(new))]
                 return r + 1, _all_finite(new), new, cur, tas_
 
             r, ok, cur, prev, tas = tf.while_loop(
-                ocond, obody, (tf.constant(1), tf.constant(True), lv, lv, tas),
-                maximum_iterations=n_rec - 1 if grad else None,
-            )
+                ocond, obody, (tf.constant(1), tf.constant(True), lv, lv, tas))
             # steps after the last stored point (when every does not divide the number of steps)
             last_rec_step = (n_rec - 1) * every
             rem = n_steps - last_rec_step
             if rem > 0:
-                final = advance(f, tt, dts, tf.constant(last_rec_step), tf.where(ok, rem, 0), cur, rem)
+                final = advance(tf.constant(last_rec_step), tf.where(ok, rem, 0), cur)
                 fin_rem = _all_finite(final)
             else:
                 final, fin_rem = cur, tf.constant(True)
@@ -222,45 +285,143 @@ class Integrator:
             stacks = [ta.stack() for ta in tas]
             return stacks, final, fail_start, good, r
 
-        def chunked(lv, tt, dts, pv, rec0, n_steps):
-            """The gradient loop in chunks of ``chunk`` steps, each recomputed in the backward pass."""
-            n_chunks, per_chunk = n_steps // chunk, chunk // every
-            n_y, n_p = len(lv), len(pv)
-
-            # tf.recompute_grad wants a function of tensors only: state, parameters, the chunk's times
-            def one_chunk(*args):
-                cur, pv_c, tt_c, dts_c = list(args[:n_y]), args[n_y:n_y + n_p], args[-2], args[-1]
-                f = rhs(None if pdef is None else unflatten(pdef, list(pv_c)))
-                tas = [tf.TensorArray(x.dtype, size=per_chunk, element_shape=x.shape) for x in rec0]
-
-                def body(r, tas_, *xs):
-                    new = advance(f, tt_c, dts_c, r * every, every, list(xs), every)
-                    return (r + 1, [ta.write(r, x) for ta, x in zip(tas_, records_of(new))], *new)
-
-                out = tf.while_loop(lambda r, *_: r < per_chunk, body, (tf.constant(0), tas, *cur),
-                                    maximum_iterations=per_chunk)
-                return (*[ta.stack() for ta in out[1]], *out[2:])
-
-            chunk_fn = tf.recompute_grad(one_chunk)
-            tas = [tf.TensorArray(x.dtype, size=n_chunks, element_shape=[per_chunk, *x.shape]) for x in rec0]
-
-            def body(j, ok, cur, prev, tas_):
-                start = j * chunk
-                out = chunk_fn(*cur, *pv, tf.slice(tt, [start], [chunk + 1]), tf.slice(dts, [start], [chunk]))
-                new = list(out[len(rec0):])
-                tas_ = [ta.write(j, x) for ta, x in zip(tas_, out[:len(rec0)])]
-                return j + 1, _all_finite(new), new, cur, tas_
-
-            j, ok, cur, prev, tas = tf.while_loop(
-                lambda j, ok, *_: tf.logical_and(j < n_chunks, ok), body,
-                (tf.constant(0), tf.constant(True), lv, lv, tas), maximum_iterations=n_chunks)
-            stacks = [tf.concat([x[None], tf.reshape(ta.stack(), [n_chunks * per_chunk, *x.shape])], 0)
-                      for x, ta in zip(rec0, tas)]
-            fail_start = tf.where(ok, -1, (j - 1) * chunk)
-            good = [tf.where(ok, c, p) for c, p in zip(cur, prev)]
-            return stacks, cur, fail_start, good, j
-
         return run
+
+    def _adjoint(self, treedef: TreeDef, dtypes: Tuple[np.dtype, ...], pdef: Optional[TreeDef]) -> Callable:
+        """``grad_run(lv, tt, dts, pv, cotangents) -> (stacks, final, fail_start, d_lv, d_pv)``: the
+        differentiable run, its vector-Jacobian product written out as a backward loop over steps.
+
+        ``cotangents(stacks, final) -> (d_stacks, d_final)`` gives the gradient of the quantity to
+        differentiate with respect to the records and the final state (a loss's, or those a tape
+        hands to a custom gradient).
+
+        The forward loop stores the state at the start of every step (with ``checkpoint_every``:
+        of every chunk, and each chunk's states are recomputed from it on the way back). The
+        backward loop then takes the steps in reverse, each under its own ``tf.GradientTape``:
+        the step is re-run from its stored state, differentiated, and its intermediate values (the
+        stages' rates, currents, gate powers) freed before the next. What the backward pass keeps
+        is therefore the state per step, not every stage's intermediates, at the price of one more
+        forward step per step. Reverse-mode differentiation of the whole loop by TensorFlow would
+        keep every intermediate and build a graph several times the size (issue 26).
+        """
+        every, chunk = self.every, self.checkpoint_every
+
+        def records_of(lv):
+            return self._records_of(treedef, lv)
+
+        def grad_run(lv, tt, dts, pv, cotangents):
+            self.traces += 1
+            step = self._stepper(treedef, dtypes, pdef, lv, tt.dtype, pv)
+            n_points = tt.shape[0]
+            n_steps = n_points - 1
+            n_rec = checks.n_records(n_points, every)
+            c = chunk or 1                       # states are stored every c steps
+            n_store = n_steps // c
+            rec0 = records_of(lv)
+
+            def advance(start, count, lv_, tas=None, offset=0):
+                """``count`` steps from ``start``; the state before step i goes to ``tas`` at ``i - offset``."""
+                def body(i, xs, tas_):
+                    if tas is not None:
+                        tas_ = [ta.write(i - offset, x) for ta, x in zip(tas_, xs)]
+                    return i + 1, step(list(xs), tt[i], tt[i + 1], dts[i], pv), tas_
+
+                out = tf.while_loop(lambda i, *_: i < start + count, body, (start, list(lv_), tas or []),
+                                    maximum_iterations=count)
+                return out[1], out[2]
+
+            # forward: records, and the states the backward pass starts its steps from
+            rec_tas = [tf.TensorArray(x.dtype, size=n_rec, element_shape=x.shape).write(0, x) for x in rec0]
+            st_tas = [tf.TensorArray(x.dtype, size=n_steps if chunk is None else n_store, element_shape=x.shape)
+                      for x in lv]
+
+            # blocks of one record (every steps), or of one chunk (c steps, c // every records)
+            per = 1 if chunk is None else c // every
+            n_blocks = (n_rec - 1) // per
+
+            def fbody(b, ok, cur, rec_tas_, st_tas_):
+                if chunk is not None:
+                    st_tas_ = [ta.write(b, x) for ta, x in zip(st_tas_, cur)]
+
+                def rbody(q, cur_, rec_tas__, st_tas__):
+                    r = b * per + q
+                    if chunk is None:
+                        new, st_tas__ = advance(r * every, every, cur_, st_tas__)
+                    else:
+                        new, _ = advance(r * every, every, cur_)
+                    rec_tas__ = [ta.write(r + 1, x) for ta, x in zip(rec_tas__, records_of(new))]
+                    return q + 1, new, rec_tas__, st_tas__
+
+                if per == 1:
+                    _, new, rec_tas_, st_tas_ = rbody(0, cur, rec_tas_, st_tas_)
+                else:
+                    _, new, rec_tas_, st_tas_ = tf.while_loop(
+                        lambda q, *_: q < per, rbody, (tf.constant(0), cur, rec_tas_, st_tas_),
+                        maximum_iterations=per)
+                return b + 1, tf.logical_and(ok, _all_finite(new)), new, rec_tas_, st_tas_
+
+            _, ok, cur, rec_tas, st_tas = tf.while_loop(
+                lambda b, *_: b < n_blocks, fbody, (tf.constant(0), tf.constant(True), list(lv), rec_tas, st_tas),
+                maximum_iterations=n_blocks)
+            last_rec_step = (n_rec - 1) * every
+            rem = n_steps - last_rec_step      # 0 with checkpoint_every (it divides the steps)
+            if rem > 0:
+                final, st_tas = advance(tf.constant(last_rec_step), rem, cur, st_tas)
+                ok = tf.logical_and(ok, _all_finite(final))
+            else:
+                final = cur
+            stacks = [ta.stack() for ta in rec_tas]
+            fail_start = tf.where(ok, -1, 0)
+            d_stacks, d_final = cotangents(stacks, final)
+            d_stacks = [tf.zeros_like(s) if d is None else tf.cast(d, s.dtype) for d, s in zip(d_stacks, stacks)]
+
+            # backward: the adjoint of the state, from the end to the start, one step at a time
+            def back_step(j, y_j, a, dp):
+                """The adjoint before step j from the one after it; the record at t[j] added."""
+                on_record = tf.equal(j % every, 0)
+                d_rec = [tf.where(on_record, tf.gather(d, j // every), tf.zeros_like(d[0])) for d in d_stacks]
+                with tf.GradientTape() as tape:
+                    p_j = [tf.identity(x) for x in pv]  # this step's own copy, so the tape sees it
+                    tape.watch([y_j, p_j])
+                    new = step(list(y_j), tt[j], tt[j + 1], dts[j], p_j, unroll=True)
+                    rec = records_of(list(y_j))
+                da, dp_j = tape.gradient([*new, *rec], [y_j, p_j], output_gradients=[*a, *d_rec],
+                                         unconnected_gradients=tf.UnconnectedGradients.ZERO)
+                return da, [x + y for x, y in zip(dp, dp_j)]
+
+            def reverse(base, count, state_at, a, dp):
+                """Steps ``base + count - 1`` down to ``base``; ``state_at(k)``: the state before step base + k."""
+                def body(k, a_, dp_):
+                    return (k - 1, *back_step(base + k, state_at(k), a_, dp_))
+
+                out = tf.while_loop(lambda k, *_: k >= 0, body, (count - 1, a, dp), maximum_iterations=count)
+                return out[1], out[2]
+
+            a = [tf.zeros_like(x) if d is None else tf.cast(d, x.dtype) for d, x in zip(d_final, final)]
+            if rem == 0:  # the last record is the final state's
+                with tf.GradientTape() as tape:
+                    y_n = [tf.identity(x) for x in final]
+                    tape.watch(y_n)
+                    rec = records_of(y_n)
+                extra = tape.gradient(rec, y_n, output_gradients=[d[-1] for d in d_stacks],
+                                      unconnected_gradients=tf.UnconnectedGradients.ZERO)
+                a = [x + y for x, y in zip(a, extra)]
+            dp = [tf.zeros_like(x) for x in pv]
+            states = [ta.stack() for ta in st_tas]
+            if chunk is None:
+                a, dp = reverse(0, n_steps, lambda k: [s[k] for s in states], a, dp)
+            else:
+                def cbody(j, a_, dp_):
+                    seg = [tf.TensorArray(x.dtype, size=c, element_shape=x.shape) for x in lv]
+                    _, seg = advance(j * c, c, [s[j] for s in states], seg, offset=j * c)
+                    seg = [s.stack() for s in seg]
+                    return (j - 1, *reverse(j * c, c, lambda k: [s[k] for s in seg], a_, dp_))
+
+                a, dp = tf.while_loop(lambda j, *_: j >= 0, cbody, (tf.constant(n_store - 1), a, dp),
+                                      maximum_iterations=n_store)[1:]
+            return stacks, final, fail_start, a, dp
+
+        return grad_run
 
     def _compile(self, fn: Callable) -> Callable:
         # TensorFlow counts traces per Python code object to warn about "frequent retracing"; every
@@ -282,21 +443,37 @@ class Integrator:
         return self._compiled[full]
 
     def _forward(self, key: Tuple) -> Callable:
-        return self._function("forward", key, lambda: self._loop(*key, grad=False))
+        return self._function("forward", key, lambda: self._loop(*key))
 
     def _vjp(self, key: Tuple) -> Callable:
         """``vjp(lv, tt, dts, pv, d_stacks, d_final) -> (d_lv, d_pv)``: the backward pass of a run."""
         def make():
-            run = self._loop(*key, grad=True)
+            grad_run = self._adjoint(*key)
 
             def vjp(lv, tt, dts, pv, d_stacks, d_final):
-                with tf.GradientTape() as tape:
-                    tape.watch([lv, pv])
-                    stacks, final = run(lv, tt, dts, pv)[:2]
-                return tape.gradient([*stacks, *final], [lv, pv], output_gradients=[*d_stacks, *d_final],
-                                     unconnected_gradients=tf.UnconnectedGradients.ZERO)
+                return grad_run(lv, tt, dts, pv, lambda stacks, final: (d_stacks, d_final))[3:]
             return vjp
         return self._function("vjp", key, make)
+
+    def _value_and_grad_fn(self, loss_fn: Callable, wrt: Tuple, key: Tuple) -> Callable:
+        """``value_and_grad(lv, tt, dts, pv) -> (loss, grads, fail_start)`` for :meth:`value_and_gradient`."""
+        treedef, _, pdef = key
+        grad_run = self._adjoint(*key)
+
+        def value_and_grad(lv, tt, dts, pv):
+            got = {}
+
+            def cotangents(stacks, final):
+                with tf.GradientTape() as tape:
+                    tape.watch(stacks)
+                    loss = loss_fn(unflatten(self._record_def(treedef, lv), stacks))
+                got["loss"] = loss
+                return tape.gradient(loss, stacks), [None] * len(final)
+
+            _, _, fail_start, _, d_pv = grad_run(lv, tt, dts, pv, cotangents)
+            grads = unflatten(pdef, d_pv)
+            return got["loss"], [grads[k] for k in wrt], fail_start
+        return value_and_grad
 
     # -- inputs ---------------------------------------------------------------------------------
     def _prepare(self, y0: Any, t: Any, params: Any):
@@ -368,11 +545,10 @@ class Integrator:
         forward, vjp = self._forward(key), self._vjp(key)
         n_y, got = len(lv), {}
 
-        # An XLA function cannot hand the per-step values its loop stores over to a separate
-        # backward call ("TensorList crossing the XLA/TF boundary"), so a tape outside sees this
-        # custom gradient instead: the forward run compiled without a tape, and a backward function
-        # that re-runs the loop under its own tape and returns the vector-Jacobian product (one
-        # extra forward run, paid only when a gradient is asked for).
+        # A tape outside sees this custom gradient: the forward run compiled without storing
+        # anything for a backward pass, and a backward function (one compiled call) that runs the
+        # loop again storing the state per step, then the steps in reverse. The extra forward run
+        # is paid only when a gradient is asked for.
         @tf.custom_gradient
         def run(*flat):
             flat = [tf.stop_gradient(x) for x in flat]  # the outer tape must not record the compiled call
@@ -443,22 +619,9 @@ class Integrator:
             raise ParameterError(f"wrt names {missing}, which are not in params (have {sorted(params, key=str)})")
         t64, key, lv, tt, dts, pv = self._prepare(y0, t, params)
         self._check_chunks(len(t64) - 1)
-        pdef = key[2]
 
-        def make():
-            run = self._loop(*key, grad=True)
-
-            def value_and_grad(lv_, tt_, dts_, pv_):
-                with tf.GradientTape() as tape:
-                    tape.watch(pv_)
-                    p = unflatten(pdef, pv_)
-                    stacks, _, fail_start = run(lv_, tt_, dts_, pv_)[:3]
-                    loss = loss_fn(unflatten(self._record_def(key[0], lv_), stacks))
-                grads = tape.gradient(loss, [p[k] for k in wrt], unconnected_gradients=tf.UnconnectedGradients.ZERO)
-                return loss, grads, fail_start
-            return value_and_grad
-
-        fn = self._function(("value_and_gradient", loss_fn, wrt), key, make)
+        fn = self._function(("value_and_gradient", loss_fn, wrt), key,
+                            lambda: self._value_and_grad_fn(loss_fn, wrt, key))
         # the gradient is computed inside; an enclosing tape must not differentiate the compiled call
         # a second time (TensorFlow cannot pass its loop buffers out of XLA)
         loss, grads, fail_start = fn([tf.stop_gradient(x) for x in lv], tt, dts, [tf.stop_gradient(x) for x in pv])
