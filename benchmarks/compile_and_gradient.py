@@ -9,6 +9,8 @@ compiled before it):
   3 HH neurons x 800 steps of 0.025 ms;
 * ``mem``: peak extra memory of one gradient, 15 HH neurons x 10,000 steps of 0.01 ms (chapter 8,
   section 7), without checkpointing;
+* ``cache``: the first call of a locust run (``--ms``) in three fresh processes: without the
+  persistent XLA cache, with an empty cache (it is written), and with the filled one (it is read);
 * ``records``: writes the records of HH / E/I / locust runs to ``--out`` (an ``.npz``), to
   compare two versions of the integrator with ``--compare``.
 
@@ -197,6 +199,31 @@ def mem_case() -> dict:
             "gradient_s": round(statistics.median(times), 3), "grad_g_Na": float(g["g_Na"].numpy().sum())}
 
 
+def cache_case(ms: float) -> dict:
+    """A fresh process's first call (trace + compile + run) without and with the persistent XLA cache."""
+    import subprocess
+    import tempfile
+
+    code = ("import sys, json, time; sys.argv = ['x']\n"
+            "from psst_helpers.solvers import enable_compile_cache\n"
+            "d = sys.stdin.read().strip()\n"
+            "if d: enable_compile_cache(d)\n"
+            "from psst_helpers import networks\n"
+            "from psst_helpers.analysis import time_grid\n"
+            f"t = time_grid({ms}, 0.01); m = networks.locust_antennal_lobe(0)\n"
+            "s = time.perf_counter(); networks.simulate(m, t, every=10)\n"
+            "first = time.perf_counter() - s\n"
+            "s = time.perf_counter(); networks.simulate(m, t, every=10)\n"
+            "print(json.dumps({'first_s': round(first, 3), 'warm_s': round(time.perf_counter() - s, 3)}))\n")
+    out = {"case": "cache", "ms": ms}
+    with tempfile.TemporaryDirectory() as d:
+        for name, arg in (("no_cache", ""), ("cache_written", d), ("cache_read", d)):
+            res = subprocess.run([sys.executable, "-c", code], input=arg, capture_output=True, text=True, check=True)
+            out[name] = json.loads(res.stdout.strip().splitlines()[-1])
+        out["files"] = len(os.listdir(d))
+    return out
+
+
 def records(out_path: str) -> None:
     from psst_helpers import gradients as G
     from psst_helpers import networks
@@ -226,7 +253,7 @@ def compare(a: str, b: str) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("case", choices=["ei", "locust", "grad", "mem", "records", "compare"])
+    ap.add_argument("case", choices=["ei", "locust", "grad", "mem", "cache", "records", "compare"])
     ap.add_argument("--ms", type=float, default=1000.0)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--out", default="records.npz")
@@ -238,6 +265,8 @@ def main() -> None:
         res = grad_case(a.repeats)
     elif a.case == "mem":
         res = mem_case()
+    elif a.case == "cache":
+        res = cache_case(a.ms)
     elif a.case == "records":
         records(a.out)
         res = {"written": a.out}

@@ -185,3 +185,49 @@ def test_a_blow_up_is_named_on_the_differentiable_path():
     assert err.value.partial["x"].shape[0] == err.value.step + 1
     with pytest.raises(NonFiniteStateError):
         integ.value_and_gradient(lambda r: tf.reduce_sum(r["x"]), {"x": np.array([1.0])}, t, params={"k": 1.0})
+
+
+@pytest.mark.slow
+def test_the_gradient_keeps_one_state_per_step_not_every_stage(sim):
+    # the backward loop stores the state at the start of each step: one gradient through 10,000 steps of
+    # 15 neurons (state 5 x 15 float64 = 600 bytes) needs a few MB; TensorFlow's tape through the loop
+    # needed about 30 kB per step (308 MB) for every stage's intermediates
+    n, steps = 15, 10_000
+    gi = G.GradientIntegrator(G.hh_rhs, n_steps=steps, dt=0.01)
+    p, y0 = G.hh_params([n], I_ext=np.linspace(1.0, 10.0, n)), G.hh_rest_state(-70.0, [n])
+    target = tf.constant(np.full((steps, n), -65.0))
+
+    def loss(V):
+        return G.mse(V, target)
+
+    gi.value_and_gradient(loss, y0, p, NAMES)  # compile first
+    mb, (_, grads) = G.peak_memory(lambda: gi.value_and_gradient(loss, y0, p, NAMES))
+    assert all(np.all(np.isfinite(g.numpy())) for g in grads.values())
+    assert mb < 60.0, f"{mb:.1f} MB: more than a state per step (6 MB) plus records and working memory"
+
+
+def test_the_compile_cache_must_come_before_the_first_compilation(sim):
+    from psst_helpers.solvers import enable_compile_cache
+
+    sim(rest_state(), T[:3], params=params())  # something is compiled in this process
+    with pytest.raises(ParameterError, match="before the first compiled run"):
+        enable_compile_cache("/nonexistent/never/created")
+
+
+@pytest.mark.slow
+def test_a_second_process_reads_the_compiled_loop_from_the_cache(tmp_path):
+    import subprocess
+    import sys
+
+    code = ("import sys, numpy as np\n"
+            "from psst_helpers.solvers import enable_compile_cache\n"
+            "enable_compile_cache(sys.argv[1])\n"
+            "from psst_helpers import gradients as G\n"
+            "sim = G.GradientIntegrator(G.hh_rhs, n_steps=100, dt=0.025)\n"
+            "V = sim(G.hh_rest_state(-70.0, [2]), G.hh_params([2], I_ext=[3.0, 10.0])).numpy()\n"
+            "print(repr(float(V.sum())))\n")
+    runs = [subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, check=True)
+            for _ in range(2)]
+    files = list(tmp_path.iterdir())
+    assert len(files) == 1 and files[0].stat().st_size > 0  # one compiled loop, written by the first process
+    assert runs[0].stdout.splitlines()[-1] == runs[1].stdout.splitlines()[-1]  # the loaded loop gives the same bits

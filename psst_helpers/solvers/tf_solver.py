@@ -35,7 +35,10 @@ from . import checks
 from .numpy_solver import PostStep, nonfinite_message
 from .schemes import COMBINE, STAGE_NODES, _like, get_scheme, staged_step
 
-__all__ = ["Integrator", "odeint", "as_tensor"]
+__all__ = ["Integrator", "odeint", "as_tensor", "enable_compile_cache"]
+
+#: Set by the first compiled loop of this process: XLA reads its flags once, at the first compilation.
+_COMPILED = [False]
 
 
 def _all_finite(leaves) -> tf.Tensor:
@@ -424,6 +427,7 @@ class Integrator:
         return grad_run
 
     def _compile(self, fn: Callable) -> Callable:
+        _COMPILED[0] = True
         # TensorFlow counts traces per Python code object to warn about "frequent retracing"; every
         # Integrator shares these functions' code, so each new model's (legitimate) first trace would
         # count against all the others. A partial object has no __code__, so each Integrator is
@@ -648,6 +652,47 @@ class Integrator:
             nonfinite_message(variable, step, float(t64[step]), float(t64[step + 1])),
             step=step, t=float(t64[step]), variable=variable, partial=partial,
         )
+
+
+def enable_compile_cache(directory: Any) -> str:
+    """Keep XLA's compiled loops on disk, so that later processes load them instead of compiling.
+
+    TensorFlow's persistent XLA cache (``--tf_xla_persistent_cache_directory`` in ``TF_XLA_FLAGS``),
+    which works on CPU as well as GPU: each compiled loop is written to ``directory`` as one file,
+    named by a fingerprint of the computation and its input shapes, and a process that needs the
+    same computation reads it back. Tracing (Python building the graph) is not cached; only XLA's
+    compilation is. A changed model, grid length, dtype or TensorFlow version is a different
+    fingerprint, so a stale file is never used for another computation (the files of old ones stay
+    until you delete them). ``benchmarks/compile_and_gradient.py cache`` measures a second process's
+    first call with and without it.
+
+    Parameters
+    ----------
+    directory : str or path
+        Where the compiled loops are kept (created if missing).
+
+    Returns
+    -------
+    str
+        The absolute path of the directory.
+
+    Raises
+    ------
+    ParameterError
+        A loop was compiled already in this process: XLA reads its flags once, at its first
+        compilation, so call this first (e.g. at the top of a script or notebook).
+    """
+    import os
+
+    if _COMPILED[0]:
+        raise ParameterError("enable_compile_cache must be called before the first compiled run of this process: "
+                             "XLA reads its flags once, when it first compiles")
+    path = os.path.abspath(os.fspath(directory))
+    os.makedirs(path, exist_ok=True)
+    flags = [f for f in os.environ.get("TF_XLA_FLAGS", "").split()
+             if not f.startswith("--tf_xla_persistent_cache_directory")]
+    os.environ["TF_XLA_FLAGS"] = " ".join(flags + [f"--tf_xla_persistent_cache_directory={path}"])
+    return path
 
 
 def _check_params(params: Any, dtypes: Sequence[np.dtype]) -> Tuple[List[tf.Tensor], TreeDef]:
