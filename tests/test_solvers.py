@@ -190,3 +190,21 @@ def test_compiled_stage_loop_matches_the_numpy_steps(method):
     got = psst.networks.simulate(hh, t, method=method)["V"]
     assert np.max(ref) > 0.0  # it spiked
     np.testing.assert_allclose(got, ref, rtol=0, atol=1e-9)
+
+
+@pytest.mark.parametrize("method,stages", [("euler", 1), ("rk2", 2), ("rk4", 4)])
+def test_the_right_hand_side_is_traced_once_per_loop_not_once_per_stage(method, stages):
+    # the compiled loop holds one copy of func whatever the number of stages: func runs (in Python)
+    # once to find which entries are integrated and once in the stage loop, never once per stage
+    calls = []
+
+    def f(y, t):
+        calls.append(1)
+        return {"x": -y["x"] * t, "c": None}
+
+    integ = psst.Integrator(f, method=method, record="x")
+    out = integ({"x": np.ones(3), "c": np.zeros(2)}, psst.time_grid(1.0, 0.01))
+    assert len(calls) == 2, (len(calls), stages)
+    np.testing.assert_allclose(np.asarray(out)[-1], np.exp(-0.5), rtol=1e-4 if stages > 1 else 1e-2)
+    integ({"x": 2.0 * np.ones(3), "c": np.zeros(2)}, psst.time_grid(1.0, 0.01))
+    assert len(calls) == 2  # a new start state reuses the compiled loop
