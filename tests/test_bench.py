@@ -131,10 +131,59 @@ def test_threads_suite_runs_each_setting_in_its_own_process(tmp_path):
     lines = (tmp_path / "threads.csv").read_text().splitlines()
     assert "# threads per operation: TensorFlow's default" in lines
     rows = list(csv.DictReader(ln for ln in lines if not ln.startswith("# ")))
-    assert [r["variant"] for r in rows] == ["threads_default", "threads_1"]
-    assert rows[1]["threads_used"] == "1" and rows[0]["threads_used"] == "default"
-    assert float(rows[1]["max_abs_diff"]) <= 1e-9             # the same run, only scheduled differently
-    assert all(float(r["us_per_step"]) > 0 for r in rows)
+    assert [r["variant"] for r in rows] == ["threads_default", "threads_1", "threads_2"]
+    assert [r["threads_used"] for r in rows] == ["default", "1", "2"]
+    for r in rows[1:]:
+        assert float(r["max_abs_diff"]) <= 1e-9             # the same run, only scheduled differently
+    for r in rows:
+        assert float(r["us_per_step"]) > 0 and int(r["n_runs"]) == 1
+        assert float(r["min_s"]) <= float(r["q1_s"]) <= float(r["run_s"]) <= float(r["q3_s"]) <= float(r["max_s"])
+
+
+def test_timed_runs_reports_each_run_and_its_spread():
+    from psst_helpers.bench.harness import MIN_REPEATS, timed_runs
+
+    waits = iter([0.0, 0.03, 0.01, 0.05, 0.02, 0.04])   # the first call, then five warm runs
+
+    def fn():
+        import time
+        end = time.perf_counter() + next(waits)
+        while time.perf_counter() < end:             # busy: this process's CPU time grows with the wait
+            pass
+        return 7
+
+    out, timing = timed_runs(fn, MIN_REPEATS)
+    assert out == 7 and len(timing.runs_s) == len(timing.cpu_s) == len(timing.others_cpu_s) == MIN_REPEATS
+    c = timing.columns()
+    assert c["n_runs"] == 5 and c["min_s"] == min(timing.runs_s) and c["max_s"] == max(timing.runs_s)
+    assert 0.01 <= c["min_s"] <= c["q1_s"] <= c["run_s"] <= c["q3_s"] <= c["max_s"]
+    # each run lasts at least its wait (longer on a busy machine), so the median is at least the waits' median
+    assert c["run_s"] == sorted(timing.runs_s)[2] and c["run_s"] >= 0.03 and c["max_s"] >= 0.05
+    assert c["compile_s"] == 0.0                      # the first call was the fastest: never negative
+    assert "over 5 runs" in timing.summary()
+    assert all(x >= 0 for x in timing.cpu_s) and sum(timing.cpu_s) > 0.05   # 0.15 s of busy waiting, in 10 ms ticks
+
+
+def test_the_table_prints_each_median_with_its_spread(capsys):
+    from psst_helpers.bench.harness import print_table
+
+    print_table([{"bench": "b", "variant": "v", "size": 3, "dtype": "float64", "run_s": 2.5, "min_s": 2.2,
+                  "max_s": 4.7, "n_runs": 5, "compile_s": 1.0, "max_abs_diff": 0.0}])
+    assert "run   2.5000 s [2.2000-4.7000, n=5]" in capsys.readouterr().out
+
+
+def test_a_thread_setting_replaces_the_default_only_beyond_the_spread():
+    from psst_helpers.threads import pick_cpu_threads
+
+    def rows(*runs):
+        return [{"variant": v, "run_s": med, "max_s": hi}
+                for v, (med, hi) in zip(["threads_default", "threads_1", "threads_2"], runs)]
+
+    assert pick_cpu_threads(rows((2.45, 2.6), (2.81, 3.0), (2.5, 2.7))) is None      # the AMD EPYC: default
+    assert pick_cpu_threads(rows((45.5, 47.0), (38.8, 40.0), (46.0, 47.0))) == 1       # the Intel Xeon: one
+    assert pick_cpu_threads(rows((2.45, 2.6), (2.30, 2.5), (2.0, 2.2))) == 2           # the fastest of several
+    assert pick_cpu_threads(rows((2.45, 2.6), (2.40, 2.44), (2.5, 2.7))) is None      # 2 % faster: within the margin
+    assert pick_cpu_threads(rows((2.45, 4.7), (2.20, 3.0), (2.5, 2.7))) is None      # faster, but its spread overlaps
 
 
 _THREADS_SCRIPT = """

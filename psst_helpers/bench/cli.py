@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterable, List, Optional
 
-from .harness import Row, machine_description, print_table, write_csv
+from .harness import MIN_REPEATS, Row, machine_description, print_table, write_csv
 
 
 @dataclass
@@ -93,7 +93,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "whose header names the machine and library versions.")
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--quick", action="store_true", help="tiny sizes, one repeat: checks, not timings")
-    common.add_argument("--repeats", type=int, default=3, help="timed runs per variant (median reported)")
+    common.add_argument("--repeats", type=int, default=MIN_REPEATS,
+                        help=f"timed warm runs per variant: the median is reported with its spread (default {MIN_REPEATS})")
     common.add_argument("--out", type=Path, default=Path("bench-results"), help="folder for SUITE.csv")
     common.add_argument("--threads", type=int, default=None,
                         help="CPU threads per TensorFlow operation (psst.set_cpu_threads); default: TensorFlow's")

@@ -16,7 +16,7 @@ import numpy as np
 
 from .baselines import bare_hh_population, eager_rk4, original_hh_population, original_scan_rk4
 from .cli import register
-from .harness import Row, timed, total_memory_bytes
+from .harness import Row, timed_runs, total_memory_bytes
 
 
 def bench_sin(sizes: List[int], repeats: int, eager: bool = True) -> List[Row]:
@@ -58,10 +58,9 @@ def bench_sin(sizes: List[int], repeats: int, eager: bool = True) -> List[Row]:
             variants["psst_xla" if xla else "psst_graph"] = (lambda i, y: lambda: i(y, t)[-1].numpy())(integ, y0)
         ref = None
         for name, fn in variants.items():
-            out, med, compile_s, spread = timed(fn, repeats)
+            out, timing = timed_runs(fn, repeats)
             ref = out if ref is None else ref
-            rows.append({"bench": "rk4_sin", "variant": name, "size": n, "dtype": "float64",
-                         "run_s": med, "compile_s": compile_s, "min_s": spread[0], "max_s": spread[1],
+            rows.append({"bench": "rk4_sin", "variant": name, "size": n, "dtype": "float64", **timing.columns(),
                          "max_abs_diff": float(np.max(np.abs(np.asarray(out) - ref)))})
     return rows
 
@@ -123,13 +122,13 @@ def bench_hh(sizes: List[int], duration_ms: float, repeats: int, dtypes=("float6
                              "note": f"skipped: needs ~{need / 2**30:.0f} GiB, machine has {mem / 2**30:.0f} GiB"})
             ref = None
             for name, fn in results.items():
-                out, med, compile_s, spread = timed(fn, repeats)
+                out, timing = timed_runs(fn, repeats)
                 nan_neurons = int(np.isnan(out).any(axis=0).sum())
                 ref = out if ref is None else ref  # psst_xla runs first and is the reference
                 diff = float(np.nanmax(np.abs(out - ref)))
-                rows.append({"bench": "hh_population", "variant": name, "size": n, "dtype": dtype, "run_s": med,
-                             "compile_s": compile_s, "min_s": spread[0], "max_s": spread[1],
-                             "neuron_steps_per_s": n * steps / med, "nan_neurons": nan_neurons,
+                rows.append({"bench": "hh_population", "variant": name, "size": n, "dtype": dtype,
+                             **timing.columns(), "neuron_steps_per_s": n * steps / timing.median_s,
+                             "nan_neurons": nan_neurons,
                              "max_abs_diff": diff, "note": ""})
             # psst against the bare kernel, measured side by side in this run
             mine = {r["variant"]: r for r in rows if r["size"] == n and r["dtype"] == dtype}

@@ -4,6 +4,14 @@ A row is a dict with at least ``bench``, ``variant``, ``size``, ``dtype``, ``run
 the timed runs), ``compile_s`` (first call minus the median, seconds), ``min_s``/``max_s`` and
 ``max_abs_diff`` (against the suite's reference variant). A CSV starts with ``# key: value`` lines
 that name the machine and library versions, then one line per row.
+
+**Spread.** A warm run's time is a median over at least :data:`MIN_REPEATS` runs, with its spread
+(``min_s``-``max_s`` and the quartiles ``q1_s``/``q3_s``) beside it. :func:`timed_runs` also records, for
+each run, the CPU time of this process (``cpu_s``: user + system of all its threads) and the CPU time
+that *other* processes took on the machine meanwhile (``others_cpu_s``, from ``/proc/stat`` on Linux):
+a slow run during which other processes took CPU was slowed by them, not by the package. On a
+2-core machine shared with other jobs, that is what made the same warm locust run vary from 2.2 to
+4.7 s (see :mod:`psst_helpers.bench.locust`).
 """
 from __future__ import annotations
 
@@ -13,11 +21,15 @@ import platform
 import statistics
 import time
 from pathlib import Path
-from typing import Callable, Dict, List, Tuple
+from dataclasses import dataclass, field
+from typing import Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 
 Row = Dict[str, object]
+
+#: The fewest warm runs behind a reported median (``--repeats`` below it is raised, ``--quick`` aside).
+MIN_REPEATS = 5
 
 
 def machine_description() -> Dict[str, str]:
@@ -74,6 +86,101 @@ def timed(fn: Callable[[], object], repeats: int) -> Tuple[object, float, float,
     return out, med, max(first - med, 0.0), (min(runs), max(runs))
 
 
+def _machine_busy_s() -> Optional[float]:
+    """CPU seconds all processes have used on this machine since boot (Linux ``/proc/stat``), or None."""
+    try:
+        with open("/proc/stat") as fh:
+            fields = [int(x) for x in fh.readline().split()[1:9]]
+    except (OSError, ValueError):
+        return None
+    busy = sum(fields) - fields[3] - fields[4]  # all but idle and iowait
+    return busy / os.sysconf("SC_CLK_TCK")
+
+
+def _own_cpu_s() -> float:
+    """CPU seconds (user + system, all threads) this process has used."""
+    t = os.times()
+    return t.user + t.system
+
+
+@dataclass
+class Timing:
+    """Warm runs of one call: wall time, this process's CPU time and other processes' CPU time, per run.
+
+    Attributes
+    ----------
+    first_s : float
+        The first call (tracing, compilation and a run), seconds.
+    runs_s : list of float
+        Wall time of each warm run, seconds.
+    cpu_s : list of float
+        CPU time of this process during each run (user + system, all threads), seconds.
+    others_cpu_s : list of float
+        CPU time other processes used on the machine during each run, seconds (NaN where the system
+        does not say: only Linux's ``/proc/stat`` is read).
+    """
+
+    first_s: float
+    runs_s: List[float] = field(default_factory=list)
+    cpu_s: List[float] = field(default_factory=list)
+    others_cpu_s: List[float] = field(default_factory=list)
+
+    @property
+    def median_s(self) -> float:
+        """Median warm run, seconds."""
+        return float(statistics.median(self.runs_s))
+
+    @property
+    def compile_s(self) -> float:
+        """The first call's extra time over the median warm run, seconds (never negative)."""
+        return max(self.first_s - self.median_s, 0.0)
+
+    def columns(self) -> Row:
+        """The row entries: ``run_s`` (median), ``compile_s``, ``min_s``, ``q1_s``, ``q3_s``, ``max_s``,
+        ``n_runs``, ``cpu_s`` and ``others_cpu_s`` (medians per run), all seconds."""
+        q1, q3 = (float(x) for x in np.percentile(self.runs_s, [25, 75]))
+        return {"run_s": self.median_s, "compile_s": self.compile_s, "min_s": min(self.runs_s), "q1_s": q1,
+                "q3_s": q3, "max_s": max(self.runs_s), "n_runs": len(self.runs_s),
+                "cpu_s": float(np.median(self.cpu_s)), "others_cpu_s": float(np.median(self.others_cpu_s))}
+
+    def summary(self) -> str:
+        """``median s [min-max, IQR q1-q3] over n runs``, for a table's note."""
+        c = self.columns()
+        return (f"{c['run_s']:.3f} s [min-max {c['min_s']:.3f}-{c['max_s']:.3f}, IQR {c['q1_s']:.3f}-{c['q3_s']:.3f}] "
+                f"over {c['n_runs']} runs; CPU {c['cpu_s']:.2f} s ours, {c['others_cpu_s']:.2f} s others' per run")
+
+
+def timed_runs(fn: Callable[[], object], repeats: int) -> Tuple[object, Timing]:
+    """Call ``fn`` once to compile, then ``repeats`` times, recording each warm run's wall and CPU time.
+
+    Parameters
+    ----------
+    fn : callable
+        The call to time; it must return its result as NumPy data (so that the copy back from the
+        device, if any, is part of the run).
+    repeats : int
+        Warm runs (at least 1).
+
+    Returns
+    -------
+    (out, Timing)
+        The last result, and the first call's and each warm run's times (see :class:`Timing`).
+    """
+    t0 = time.perf_counter()
+    out = fn()
+    timing = Timing(time.perf_counter() - t0)
+    for _ in range(max(int(repeats), 1)):
+        b0, c0 = _machine_busy_s(), _own_cpu_s()
+        t0 = time.perf_counter()
+        out = fn()
+        wall = time.perf_counter() - t0
+        b1, c1 = _machine_busy_s(), _own_cpu_s()
+        timing.runs_s.append(wall)
+        timing.cpu_s.append(c1 - c0)
+        timing.others_cpu_s.append(float("nan") if b0 is None or b1 is None else max(b1 - b0 - (c1 - c0), 0.0))
+    return out, timing
+
+
 def total_memory_bytes() -> int:
     """Physical memory of this machine in bytes (8 GiB where the OS does not say)."""
     try:
@@ -110,5 +217,9 @@ def print_table(rows: List[Row]) -> None:
             if "spike_mismatch" in r:
                 extra += f"  spikes {r['spikes']} (neurons differing from psst: {r['spike_mismatch']})"
         note = f"  {r.get('note', '')}" if r.get("note") else ""
-        print(f"{r['bench']:14s} {r['variant']:22s} N={r['size']:>7d} {r['dtype']:8s} run {r['run_s']:8.4f} s  "
+        spread = ""
+        lo, hi = r.get("min_s"), r.get("max_s")
+        if isinstance(lo, float) and isinstance(hi, float) and np.isfinite(lo) and np.isfinite(hi):
+            spread = f" [{lo:.4f}-{hi:.4f}" + (f", n={r['n_runs']}]" if "n_runs" in r else "]")
+        print(f"{r['bench']:14s} {r['variant']:22s} N={r['size']:>7d} {r['dtype']:8s} run {r['run_s']:8.4f} s{spread}  "
               f"compile {r['compile_s']:7.3f} s  max|diff| {r['max_abs_diff']:.2e}{extra}{note}", flush=True)

@@ -6,7 +6,7 @@ full duration and its graph's set-up counted once (its memory grows with the dur
 extrapolated); then this package's
 :func:`~psst_helpers.networks.simulate` for the full duration in float64 and float32, with synapse state per
 presynaptic neuron (the default) and per synapse. For each: the first call (tracing, compilation and a run)
-apart from the warm median, and the process's peak resident memory after it
+apart from the warm median and its spread over at least five runs, and the process's peak resident memory after it
 (:func:`psst_helpers.memory.peak_rss_bytes`, the system's record, on Linux, macOS and Windows; variants run in
 increasing order of memory, so each figure is that variant's peak). The speed-up is the original design's
 extrapolated time over the warm run.
@@ -21,7 +21,7 @@ import numpy as np
 
 from ..memory import peak_rss_bytes
 from .cli import register
-from .harness import Row, timed
+from .harness import MIN_REPEATS, Row, timed_runs
 
 
 def _peak_rss_mib() -> float:
@@ -30,7 +30,7 @@ def _peak_rss_mib() -> float:
     return float("nan") if peak is None else peak / 2**20
 
 
-def bench_locust(duration_ms: float = 1000.0, original_ms: float = 200.0, repeats: int = 3,
+def bench_locust(duration_ms: float = 1000.0, original_ms: float = 200.0, repeats: int = MIN_REPEATS,
                  seed: int = 0) -> List[Row]:
     """Time the locust antennal lobe; see the module text.
 
@@ -41,7 +41,8 @@ def bench_locust(duration_ms: float = 1000.0, original_ms: float = 200.0, repeat
     original_ms : float
         Simulated time of the original design's run, ms (extrapolated linearly to ``duration_ms``).
     repeats : int
-        Warm runs per variant (the median is reported).
+        Warm runs per variant (the median is reported, with its spread: min-max, quartiles, and the CPU
+        time of this process and of other processes per run, :class:`~psst_helpers.bench.harness.Timing`).
     seed : int
         Network seed (chapter 6 uses 0).
 
@@ -63,16 +64,15 @@ def bench_locust(duration_ms: float = 1000.0, original_ms: float = 200.0, repeat
             model = locust_antennal_lobe(seed, storage=storage)
             fn = (lambda m=model, d=np.dtype(dtype): simulate(m, t, dtype=d, record=("V",), every=10)["V"])
             start = time.perf_counter()
-            out, med, compile_s, spread = timed(fn, repeats)
-            first = compile_s + med
+            out, timing = timed_runs(fn, repeats)
             spikes = sum(len(s) for s in spike_times(out, t[::10]))
             if ref_V is None:
                 ref_V = out
             rows.append({"bench": "locust", "variant": f"psst_{storage}", "size": int(duration_ms), "dtype": dtype,
-                         "run_s": med, "compile_s": compile_s, "first_call_s": first, "min_s": spread[0],
-                         "max_s": spread[1], "peak_rss_mib": _peak_rss_mib(), "spikes": spikes,
+                         **timing.columns(), "first_call_s": timing.first_s, "peak_rss_mib": _peak_rss_mib(),
+                         "spikes": spikes,
                          "max_abs_diff": float(np.max(np.abs(out - ref_V))) if dtype == "float64" else float("nan"),
-                         "note": f"{time.perf_counter() - start:.1f} s in all"})
+                         "note": f"{timing.summary()}; {time.perf_counter() - start:.1f} s in all"})
     # the original design last: it needs the most memory
     t_orig = time_grid(original_ms, 0.01)
     model = locust_antennal_lobe(seed, storage="synapse")  # the original kept a state per synapse
