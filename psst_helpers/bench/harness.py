@@ -9,9 +9,22 @@ that name the machine and library versions, then one line per row.
 (``min_s``-``max_s`` and the quartiles ``q1_s``/``q3_s``) beside it. :func:`timed_runs` also records, for
 each run, the CPU time of this process (``cpu_s``: user + system of all its threads) and the CPU time
 that *other* processes took on the machine meanwhile (``others_cpu_s``, from ``/proc/stat`` on Linux):
-a slow run during which other processes took CPU was slowed by them, not by the package. On a
-2-core machine shared with other jobs, that is what made the same warm locust run vary from 2.2 to
-4.7 s (see :mod:`psst_helpers.bench.locust`).
+a slow run during which other processes took CPU was slowed by them, not by the package.
+
+What made the same warm locust run (1000 ms, V every 0.1 ms) vary about 2x, measured on a 2-core AMD
+EPYC (KVM guest, TF 2.21) under the machine's job lock, 8-10 warm runs per process: with nothing else
+running the runs agree to 1-8 % (3.61-3.92 s); the copy of the record back to NumPy takes 1-27 ms
+and hypervisor steal at most 0.03 s per run. The outliers, at 7.4-9.6 s, came only while another
+process kept the other core busy *and* TensorFlow's intra-op pool had two threads (its default here, or
+2 set explicitly): 5 of 23 such runs, each using twice its usual CPU time (7.2-7.9 s for 3.6 s of work),
+as when two threads of this process share one core and one of them waits actively. With one thread
+per operation none of 8 runs slowed (3.64-3.74 s), the last 3 with another process busy for part or all of
+the run. The threads suite shows the same in small networks: 120 HH neurons ran 19.9-29.7 us per step with
+the default threads, 17.0-17.2 with one.
+A package-free control (a fixed Python loop timed before each run) did not slow. So the spread comes
+from the machine being shared, made worse by thread hand-over; the package's own work per run is the
+same. Medians over :data:`MIN_REPEATS` runs with their range, and ``others_cpu_s`` beside them, say
+which case a table is in; :mod:`psst_helpers.threads` says how to choose the threads.
 """
 from __future__ import annotations
 
