@@ -240,3 +240,27 @@ def test_original_design_builds_its_graph_once_and_follows_the_package():
         run(np.array([0.0]))
     with pytest.raises(TypeError, match="float32 or float64"):
         original_design(model, np.int64)
+
+
+_FASTEST_SCRIPT = """
+import sys
+from psst_helpers.threads import fastest_cpu_threads, set_cpu_threads
+n = fastest_cpu_threads("hh_10", duration_ms=2.0, repeats=1)
+assert "tensorflow" not in sys.modules, "measuring started TensorFlow in this process"
+if n is not None:
+    set_cpu_threads(n)                          # still possible: the measuring ran in other processes
+import tensorflow as tf
+tf.constant(1.0) + 1.0
+print("CHOSEN", n, tf.config.threading.get_intra_op_parallelism_threads())
+"""
+
+
+@pytest.mark.slow
+def test_fastest_cpu_threads_measures_in_other_processes_and_leaves_the_choice_open():
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    proc = subprocess.run([sys.executable, "-c", _FASTEST_SCRIPT], capture_output=True, text=True, env=env,
+                          timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    chosen, used = proc.stdout.split("CHOSEN", 1)[1].split()
+    assert chosen in ("None", "1", "2")
+    assert used == ("0" if chosen == "None" else chosen)   # 0: TensorFlow's default
