@@ -1,6 +1,6 @@
 # The README's commands:
 #   make book   - create .venv, install what building the site needs (requirements-book.txt), build it into _build/html
-#   make test   - create .venv (and .venv-brian2) if needed, install requirements-dev.txt, run every test (package
+#   make test   - create .venv (and .venv-brian2, .venv-jaxley) if needed, install requirements-dev.txt, run every test (package
 #                 tests and notebooks) in two worker processes (WORKERS=1 for one)
 #   make lab    - JupyterLab on the chapters, in .venv (kernel "PSST (.venv)"), with the reader's requirements.txt only
 # PYTHON is the Python that creates .venv: `make test PYTHON=python3.12`.
@@ -19,9 +19,10 @@ STAMP      := $(VENV)/.installed
 PY_VERSIONS := 3.10 3.11 3.12 3.13
 KERNEL_DISPLAY := PSST ($(notdir $(abspath $(VENV))))
 BRIAN2_VENV := .venv-brian2
+JAXLEY_VENV := .venv-jaxley
 GOAL ?= $(or $(MAKECMDGOALS),test)
 
-.PHONY: book test test-fast lab serve-lab bench brian2-venv check-python clean
+.PHONY: book test test-fast lab serve-lab bench brian2-venv jaxley-venv check-python clean
 
 # Is $(PYTHON) one TensorFlow installs on? GOAL only words the advice (the target the reader asked for).
 check-python:
@@ -63,12 +64,12 @@ book: $(BOOK_STAMP)
 	$(VENV)/bin/jupyter-book build . --warningiserror --keep-going
 	@echo "open _build/html/index.html"
 
-# The Brian2 environment is built first so that the Brian2 spike-count cross-check runs too.
+# The Brian2 and jaxley environments are built first so that the cross-checks against them run too.
 # Two pytest workers (WORKERS=1: one), each taking whole files: a notebook's cells share one kernel, in order.
 # Much of the suite waits (XLA compiles on one core, subprocesses start, pip resolves), so two workers
 # finish sooner even on two cores.
 WORKERS ?= 2
-test: $(STAMP) brian2-venv
+test: $(STAMP) brian2-venv jaxley-venv
 	PSST_QUICK=1 MPLBACKEND=Agg TF_CPP_MIN_LOG_LEVEL=3 TF_ENABLE_ONEDNN_OPTS=0 \
 	  $(PY) -m pytest tests $(wildcard notebooks/*.ipynb) --nbval-lax --nbval-cell-timeout=600 \
 	  -n $(WORKERS) --dist loadfile --durations=15
@@ -97,6 +98,15 @@ $(BRIAN2_VENV)/.installed:
 	@$(MAKE) --no-print-directory check-python GOAL="$(GOAL)"
 	$(PYTHON) -m venv $(BRIAN2_VENV)
 	$(BRIAN2_VENV)/bin/python -m pip install --quiet "brian2>=2.7" "numpy<2.4" cython setuptools
+	touch $@
+
+# jaxley (for `python -m psst_helpers.bench jaxley`, the appendix's gradient table) in its own environment: it
+# brings JAX, which the book does not need.
+jaxley-venv: $(JAXLEY_VENV)/.installed
+$(JAXLEY_VENV)/.installed:
+	@$(MAKE) --no-print-directory check-python GOAL="$(GOAL)"
+	$(PYTHON) -m venv $(JAXLEY_VENV)
+	$(JAXLEY_VENV)/bin/python -m pip install --quiet "jaxley==0.14.0"
 	touch $@
 
 clean:

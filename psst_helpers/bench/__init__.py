@@ -1,4 +1,4 @@
-"""Benchmarks: ``python -m psst_helpers.bench {appendix,brian2,core,locust,matmul,threads} [--quick] [--out DIR]``.
+"""Benchmarks: ``python -m psst_helpers.bench {appendix,brian2,brian2-networks,core,jaxley,locust,matmul,threads} [--quick] [--out DIR]``.
 
 One file per thing:
 
@@ -7,8 +7,9 @@ One file per thing:
 - :mod:`~psst_helpers.bench.harness`: timing, machine description, CSV and table;
 - :mod:`~psst_helpers.bench.core`, :mod:`~psst_helpers.bench.locust`, :mod:`~psst_helpers.bench.matmul`,
   :mod:`~psst_helpers.bench.brian2`, :mod:`~psst_helpers.bench.threads`,
-  :mod:`~psst_helpers.bench.appendix`: the suites (``brian2`` runs ``benchmarks/bench_brian2.py`` of the
-  repository under Brian2's own Python);
+  :mod:`~psst_helpers.bench.appendix`: the suites (``brian2`` runs ``benchmarks/bench_brian2.py`` and
+  ``brian2-networks`` ``benchmarks/brian2_networks.py`` of the repository under Brian2's own Python, ``jaxley``
+  ``benchmarks/bench_jaxley.py`` under jaxley's);
 - :mod:`~psst_helpers.bench.results`: measured results shipped with the package (:func:`stored_results`);
 - :mod:`~psst_helpers.bench.cli`: the command line and its registry; a new suite is one new module
   that calls :func:`~psst_helpers.bench.cli.register`.
