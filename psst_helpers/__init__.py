@@ -27,6 +27,7 @@ __version__ = "0.2.0"
 _LAZY = {
     "odeint": "psst_helpers.solvers.tf_solver",
     "Integrator": "psst_helpers.solvers.tf_solver",
+    "enable_compile_cache": "psst_helpers.solvers.tf_solver",
     "neurons": "psst_helpers.neurons",
     "synapses": "psst_helpers.synapses",
     "networks": "psst_helpers.networks",
@@ -46,7 +47,7 @@ _LAZY = {
 }
 
 __all__ = [
-    "odeint_np", "odeint", "Integrator", "Model", "simulate", "spike_times", "time_grid", "set_cpu_threads",
+    "odeint_np", "odeint", "Integrator", "enable_compile_cache", "Model", "simulate", "spike_times", "time_grid", "set_cpu_threads",
     "neurons", "synapses", "networks", "events", "analysis", "stimuli", "recording",
     "distributed", "partition", "components", "channels",
     "PSSTError", "InputDtypeError", "TimeGridError", "StateShapeError", "NonFiniteInputError", "NonFiniteStateError",
