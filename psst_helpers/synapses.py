@@ -44,9 +44,9 @@ event-driven for ACh, below).
 
 **Event-driven sum** (``product="event"``; ``"auto"`` picks it for cholinergic groups too large for
 the dense block). The ACh transmitter is exactly zero except for ``t_max`` ms after each presynaptic
-spike, so at any moment only a few sources release (in chapter 4's 1,000-neuron network, about 11
-of 800). The group then carries, besides ``O_j``, the summed open fraction onto each postsynaptic
-neuron, ``s_i = sum_j C[i, j] O_j``, integrated with the same RK stages from
+spike, so at any moment only a few sources release (in chapter 4's 1,000-neuron network with both
+kinds of synapses, about 9 of 800). The group then carries, besides ``O_j``, the summed open
+fraction onto each postsynaptic neuron, ``s_i = sum_j C[i, j] O_j``, integrated with the same RK stages from
 
     ds_i/dt = alpha sum_j C[i, j] (1 - O_j) T_j - beta s_i,
 
@@ -57,8 +57,9 @@ gathered into :data:`EVENT_CAPACITY` slots — from the spike times alone, which
 a step, so once per step rather than once per RK stage — and each evaluation sums over their
 synapses; when more are candidates at once, that evaluation sums over every synapse (exact either
 way, :meth:`psst_helpers.backend.TFOps.recent_columns_sum`). In chapter 4's 1,000-neuron network
-(44 Hz per neuron) 10.6 of the 800 excitatory neurons release on average, more than 32 during 0.19 %
-of one simulated second. ``s`` and ``C O`` differ only by rounding, and a difference decays at the
+(about 37 Hz per neuron) 8.7 of the 800 excitatory neurons release on average; in its
+excitation-only variant, whose neurons fire in synchronous volleys, far more than 32 release at once
+during each volley. ``s`` and ``C O`` differ only by rounding, and a difference decays at the
 rate beta. Measured on that network (1,000 neurons, 20,000 synapses, 50 ms, float64, idle 2-core
 Intel Xeon, TF 2.21, median of 3, one run), time per step: the neurons without synapses 96 us;
 with ACh event-driven 163 us (``"sparse"``: 282 us); with GABA_A (sparse) 122 us; with both 201 us.
