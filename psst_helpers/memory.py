@@ -9,13 +9,16 @@ Three numbers, all in **bytes** (divide by ``1e6`` for MB, by ``2**20`` for MiB)
   ========== ============================================= ========================
   system     source                                        unit reported
   ========== ============================================= ========================
-  Linux      ``resource.getrusage(...).ru_maxrss``         KiB
+  Linux      ``VmHWM`` in ``/proc/self/status``              KiB (``ru_maxrss`` without /proc)
   macOS      ``resource.getrusage(...).ru_maxrss``         bytes
   Windows    ``psutil.Process().memory_info().peak_wset``  bytes
   other Unix ``resource.getrusage(...).ru_maxrss``         KiB (as BSD)
   ========== ============================================= ========================
 
-  It is ``None`` where the system keeps no such record.
+  It is ``None`` where the system keeps no such record. On Linux ``ru_maxrss`` is not used when ``VmHWM``
+  can be read: the kernel carries ``ru_maxrss`` across ``exec``, so a process started from a large one
+  (a script run with ``subprocess`` from a notebook holding 2 GB) would report its parent's memory;
+  ``VmHWM`` belongs to the program itself.
 * :func:`peak_memory`: the extra memory a call needs at its peak, above the level just before it.
 
 **How** :func:`peak_memory` **finds the peak.** A thread samples the resident set size while the call
@@ -70,6 +73,10 @@ def _os_peak_rss_bytes(platform: str, getrusage: Optional[Callable[[], Any]] = N
         info = (process or _PROCESS).memory_info()
         peak = getattr(info, "peak_wset", None)  # bytes
         return None if peak is None else int(peak)
+    if getrusage is None and platform.startswith("linux"):
+        hwm = _linux_status_kib("VmHWM")  # this program's own peak (ru_maxrss would include its parent's)
+        if hwm is not None:
+            return hwm * 1024
     if getrusage is None:
         try:
             import resource
