@@ -228,7 +228,7 @@ def run_partitioned(
 def spike_timing_error(reference: Sequence[Any], other: Sequence[Any], *, window: float = 2.0) -> Dict[str, Any]:
     """How far the spikes of one run lie from those of a reference run, neuron by neuron.
 
-    Comparing voltages (max |dV|) says little once a spike has moved: a spike 0.1 ms late is a
+    Comparing voltages (the largest ``|dV|``) says little once a spike has moved: a spike 0.1 ms late is a
     voltage difference of tens of mV during its upstroke. This pairs the spikes instead: within each
     neuron, a spike of ``other`` is paired with a spike of ``reference`` at most ``window`` ms away,
     closest pairs first, each spike in at most one pair. A spike left without a partner is missing
@@ -247,7 +247,7 @@ def spike_timing_error(reference: Sequence[Any], other: Sequence[Any], *, window
     -------
     dict
         ``n_reference``, ``n_other`` (spike counts), ``paired``, ``missing``, ``extra`` (counts);
-        ``moved`` (pairs whose times differ), ``max_shift_ms`` and ``mean_shift_ms`` (of |shift|
+        ``moved`` (pairs whose times differ), ``max_shift_ms`` and ``mean_shift_ms`` (of ``|shift|``
         over all pairs; 0 when there are none), ``neurons_differing`` (neurons with a moved, missing
         or extra spike) and ``first_difference_ms`` (the earliest time of a moved, missing or extra
         spike; ``None`` when the runs agree).
