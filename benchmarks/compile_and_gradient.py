@@ -36,6 +36,7 @@ os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
+from psst_helpers.bench.harness import timed_runs  # noqa: E402
 
 
 def count_ops(graph) -> int:
@@ -57,16 +58,8 @@ def measure(make_call, get_fn, repeats: int) -> dict:
     conc = fn.get_concrete_function(*args)
     trace = time.perf_counter() - start
     ops = count_ops(conc.graph)
-    call = make_call()
-    start = time.perf_counter()
-    call()
-    first = time.perf_counter() - start
-    warm = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        call()
-        warm.append(time.perf_counter() - start)
-    med = statistics.median(warm)
+    _, timing = timed_runs(make_call(), repeats)
+    first, warm, med = timing.first_s, timing.runs_s, timing.median_s
     return {"trace_s": round(trace, 3), "first_s": round(first, 3), "warm_s": round(med, 4),
             "warm_min_s": round(min(warm), 4), "warm_max_s": round(max(warm), 4),
             "compile_s": round(first - med, 3), "first_over_warm": round((trace + first) / med, 2), "ops": ops}
@@ -164,15 +157,8 @@ def grad_case(repeats: int) -> dict:
         out = measure(lambda: call, get_fn, repeats)
     except Exception as err:  # an integrator without the factory: time the first call whole
         print("trace apart not possible:", err, file=sys.stderr)
-        start = time.perf_counter()
-        call()
-        first = time.perf_counter() - start
-        warm = []
-        for _ in range(repeats):
-            s = time.perf_counter()
-            call()
-            warm.append(time.perf_counter() - s)
-        out = {"first_s": round(first, 3), "warm_s": round(statistics.median(warm), 4)}
+        _, timing = timed_runs(call, repeats)
+        out = {"first_s": round(timing.first_s, 3), "warm_s": round(timing.median_s, 4)}
     out.update(case="grad", grad=[float(np.sum(x)) for x in call()])
     return out
 

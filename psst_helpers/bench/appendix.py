@@ -10,7 +10,7 @@ import numpy as np
 
 from .cli import register
 from .core import HH_QUICK, SIN_QUICK, bench_hh, bench_sin, hh_arguments, sin_arguments
-from .harness import Row
+from .harness import Row, timed_runs
 from .matmul import MATMUL_QUICK, bench_matmul, matmul_arguments
 
 
@@ -184,7 +184,6 @@ def bench_jaxley(python: str, repeats: int, divisors=JAXLEY_DIVISORS, T: float =
     import statistics
     import subprocess
     import tempfile
-    import time
 
     import tensorflow as tf
 
@@ -219,14 +218,8 @@ def bench_jaxley(python: str, repeats: int, divisors=JAXLEY_DIVISORS, T: float =
         value, grads = sim.value_and_gradient(loss, y0, params, names)
         return float(value), [float(np.sum(grads[k].numpy())) for k in names]
 
-    start = time.perf_counter()
-    call()
-    first = time.perf_counter() - start
-    warm = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        value, grad = call()
-        warm.append(time.perf_counter() - start)
+    (value, grad), timing = timed_runs(call, repeats)
+    first, warm = timing.first_s, timing.runs_s
     V = sim(y0, params).numpy()
     err = float(np.sqrt(np.mean((V - reference) ** 2)))
     rows: List[Row] = [{"bench": "gradient_vs_jaxley", "variant": "psst RK4", "size": 3, "dtype": "float64",
