@@ -242,6 +242,63 @@ def test_original_design_builds_its_graph_once_and_follows_the_package():
         original_design(model, np.int64)
 
 
+
+def _bare_hh_population_per_call(I_inj, t, dtype, every, rates):
+    """bare_hh_population as it was: a new tf.function, constants baked in, on every call (the reference)."""
+    import tensorflow as tf
+
+    from psst_helpers.bench.baselines import original_hh_population, package_rates_hh_population
+
+    n, dt, n_rec, tf_dt = I_inj.size, float(t[1] - t[0]), (len(t) - 1) // every, tf.as_dtype(np.dtype(dtype))
+    f = (original_hh_population if rates == "naive" else package_rates_hh_population)(I_inj, tf_dt)
+    X0 = tf.constant(np.concatenate([np.full(n, -71.0), np.zeros(3 * n)]).astype(dtype))
+
+    @tf.function(jit_compile=True)
+    def run(X):
+        h = tf.constant(dt, tf_dt)
+
+        def step(X, tm):
+            k1 = f(X, tm)
+            k2 = f(X + 0.5 * h * k1, tm)
+            k3 = f(X + 0.5 * h * k2, tm)
+            k4 = f(X + h * k3, tm)
+            return X + h / 6.0 * (k1 + 2.0 * (k2 + k3) + k4)
+
+        def outer(r, X, ta):
+            X = tf.while_loop(lambda i, X: i < every, lambda i, X: (i + 1, step(X, 0.0)), (0, X))[1]
+            return r + 1, X, ta.write(r, X[:n])
+
+        ta = tf.TensorArray(tf_dt, size=n_rec, element_shape=[n])
+        _, X, ta = tf.while_loop(lambda r, *_: r < n_rec, outer, (0, X, ta))
+        return tf.concat([X0[None, :n], ta.stack()], 0)
+
+    return run(X0).numpy()
+
+
+@pytest.mark.parametrize("rates", ["naive", "package"])
+def test_bare_hh_population_traces_once_per_structure_and_keeps_its_values(rates):
+    # the appendix builds this kernel for every size, dtype and rate formula: kernels of the same
+    # structure must share one trace (a new tf.function per call retraced and TensorFlow warned)
+    from psst_helpers.bench import bare_hh_population
+
+    t = 0.01 * np.arange(301)                                     # 3 ms, V every 10 steps
+    I = np.linspace(0.0, 10.0, 64)
+    for dtype, tol in (("float64", 1e-10), ("float32", 1e-3)):   # mV; float32: a few ulps of ~50 mV
+        first = bare_hh_population(I, t, np.dtype(dtype), rates=rates)
+        before = first.tracing_count()
+        a = first()
+        traced = first.tracing_count()
+        assert traced - before <= 1                               # at most one trace for this dtype and shape
+        b = bare_hh_population(I + 1.0, t, np.dtype(dtype), rates=rates)()   # new currents, same shapes
+        second = bare_hh_population(I, t, np.dtype(dtype), rates=rates)
+        c = second()
+        second()
+        assert second.tracing_count() == traced, "a kernel of the same structure traced again"
+        assert np.array_equal(a, c) and not np.array_equal(a, b)
+        ref = _bare_hh_population_per_call(I, t, dtype, 10, rates)
+        assert a.shape == ref.shape == (31, 64)
+        np.testing.assert_allclose(a, ref, rtol=0, atol=tol)   # the same arithmetic, to rounding
+
 _FASTEST_SCRIPT = """
 import sys
 from psst_helpers.threads import fastest_cpu_threads, set_cpu_threads

@@ -110,30 +110,10 @@ def bench_rates(n: int, duration_ms: float, repeats: int, dtypes=("float64", "fl
     from ..solvers.tf_solver import Integrator
     from .baselines import bare_hh_population
 
-    import tensorflow as tf
-
     t = time_grid(duration_ms, 0.01)
     steps = len(t) - 1
     I_inj = np.linspace(0.0, 10.0, n)
     rows: List[Row] = []
-    # each bare kernel is its own tf.function, traced once; TensorFlow's warning about several functions
-    # tracing in a row ("triggered tf.function retracing") is about exactly that and says nothing here
-    logger, level = tf.get_logger(), tf.get_logger().level
-    logger.setLevel("ERROR")
-    try:
-        return _bench_rates(n, t, steps, I_inj, repeats, dtypes, rows)
-    finally:
-        logger.setLevel(level)
-
-
-def _bench_rates(n, t, steps, I_inj, repeats, dtypes, rows: List[Row]) -> List[Row]:
-    import statistics
-    import time
-
-    from ..networks import hh_population
-    from ..solvers.tf_solver import Integrator
-    from .baselines import bare_hh_population
-
     for dtype in dtypes:
         np_dt = np.dtype(dtype)
         model = hh_population(I_inj)

@@ -139,6 +139,44 @@ def eager_rk4(func: Callable, y0: np.ndarray, t: np.ndarray) -> np.ndarray:
     return y[0].numpy()
 
 
+def _naive_rhs(X, I):
+    """The original's HH right-hand side on a flat state ``X = [V..., m..., h..., n...]``, ``I`` the
+    injected currents (a tensor; its static length is the number of neurons)."""
+    import tensorflow as tf
+
+    n = I.shape[0]
+    phi = 3.0 ** ((22.0 - 36.0) / 10.0)
+    V, m, h, nn = X[:n], X[n:2 * n], X[2 * n:3 * n], X[3 * n:]
+    u = V + 50.0
+    a_n = 0.02 * (15.0 - u) / (tf.exp((15.0 - u) / 5.0) - 1.0)
+    b_n = 0.5 * tf.exp((10.0 - u) / 40.0)
+    a_m = 0.32 * (13.0 - u) / (tf.exp((13.0 - u) / 4.0) - 1.0)
+    b_m = 0.28 * (u - 40.0) / (tf.exp((u - 40.0) / 5.0) - 1.0)
+    a_h = 0.128 * tf.exp((17.0 - u) / 18.0)
+    b_h = 4.0 / (tf.exp((40.0 - u) / 5.0) + 1.0)
+    dV = I - 100.0 * m ** 3 * h * (V - 50.0) - 10.0 * nn ** 4 * (V + 95.0) - 0.15 * (V + 55.0)
+    dm = -(m - a_m / (a_m + b_m)) * (a_m + b_m) * phi
+    dh = -(h - a_h / (a_h + b_h)) * (a_h + b_h) * phi
+    dn = -(nn - a_n / (a_n + b_n)) * (a_n + b_n) * phi
+    return tf.concat([dV, dm, dh, dn], 0)
+
+
+def _package_rhs(X, I):
+    """:func:`_naive_rhs` with the package's gate equations and currents."""
+    import tensorflow as tf
+
+    from .. import neurons as nrn
+
+    n = I.shape[0]
+    V, m, h, nn = X[:n], X[n:2 * n], X[2 * n:3 * n], X[3 * n:]
+    dm, dh, dn = nrn.hh_gate_derivatives(V, m, h, nn)
+    I_Na, I_K, I_L = nrn.hh_currents(V, m, h, nn)
+    return tf.concat([I - I_Na - I_K - I_L, dm, dh, dn], 0)
+
+
+_RHS = {"naive": _naive_rhs, "package": _package_rhs}
+
+
 def original_hh_population(I_inj: np.ndarray, dtype) -> Callable:  # noqa: D401
     """The original tutorial's HH population: flat ``[V..., m..., h..., n...]`` state, naive rate formulas.
 
@@ -156,26 +194,8 @@ def original_hh_population(I_inj: np.ndarray, dtype) -> Callable:  # noqa: D401
     """
     import tensorflow as tf
 
-    n = I_inj.size
     I = tf.constant(I_inj, dtype=dtype)
-    phi = 3.0 ** ((22.0 - 36.0) / 10.0)
-
-    def f(X, t):
-        V, m, h, nn = X[:n], X[n:2 * n], X[2 * n:3 * n], X[3 * n:]
-        u = V + 50.0
-        a_n = 0.02 * (15.0 - u) / (tf.exp((15.0 - u) / 5.0) - 1.0)
-        b_n = 0.5 * tf.exp((10.0 - u) / 40.0)
-        a_m = 0.32 * (13.0 - u) / (tf.exp((13.0 - u) / 4.0) - 1.0)
-        b_m = 0.28 * (u - 40.0) / (tf.exp((u - 40.0) / 5.0) - 1.0)
-        a_h = 0.128 * tf.exp((17.0 - u) / 18.0)
-        b_h = 4.0 / (tf.exp((40.0 - u) / 5.0) + 1.0)
-        dV = I - 100.0 * m ** 3 * h * (V - 50.0) - 10.0 * nn ** 4 * (V + 95.0) - 0.15 * (V + 55.0)
-        dm = -(m - a_m / (a_m + b_m)) * (a_m + b_m) * phi
-        dh = -(h - a_h / (a_h + b_h)) * (a_h + b_h) * phi
-        dn = -(nn - a_n / (a_n + b_n)) * (a_n + b_n) * phi
-        return tf.concat([dV, dm, dh, dn], 0)
-
-    return f
+    return lambda X, t: _naive_rhs(X, I)
 
 
 def package_rates_hh_population(I_inj: np.ndarray, dtype) -> Callable:
@@ -185,28 +205,61 @@ def package_rates_hh_population(I_inj: np.ndarray, dtype) -> Callable:
     formulas alone cost."""
     import tensorflow as tf
 
-    from .. import neurons as nrn
-
-    n = I_inj.size
     I = tf.constant(I_inj, dtype=dtype)
+    return lambda X, t: _package_rhs(X, I)
 
-    def f(X, t):
-        V, m, h, nn = X[:n], X[n:2 * n], X[2 * n:3 * n], X[3 * n:]
-        dm, dh, dn = nrn.hh_gate_derivatives(V, m, h, nn)
-        I_Na, I_K, I_L = nrn.hh_currents(V, m, h, nn)
-        return tf.concat([I - I_Na - I_K - I_L, dm, dh, dn], 0)
 
-    return f
+#: The bare kernels' compiled loops, one ``tf.function`` per (rates, every, records); each keeps one trace
+#: per dtype and number of neurons, so a second kernel of the same structure reuses the first one's.
+_BARE_RUNS: dict = {}
+
+
+def _bare_run(rates: str, every: int, n_rec: int):
+    """The compiled loop of :func:`bare_hh_population` for one structure: ``run(X0, I, h) -> V`` with the
+    start state, the currents and the step as tensors (their values never cause a new trace)."""
+    key = (rates, every, n_rec)
+    if key in _BARE_RUNS:
+        return _BARE_RUNS[key]
+    import tensorflow as tf
+
+    rhs = _RHS[rates]
+
+    @tf.function(jit_compile=True)
+    def run(X0, I, h):
+        n = I.shape[0]
+
+        def step(X):
+            k1 = rhs(X, I)
+            k2 = rhs(X + 0.5 * h * k1, I)
+            k3 = rhs(X + 0.5 * h * k2, I)
+            k4 = rhs(X + h * k3, I)
+            return X + h / 6.0 * (k1 + 2.0 * (k2 + k3) + k4)
+
+        def outer(r, X, ta):
+            X = tf.while_loop(lambda i, X: i < every, lambda i, X: (i + 1, step(X)), (0, X))[1]
+            return r + 1, X, ta.write(r, X[:n])
+
+        ta = tf.TensorArray(X0.dtype, size=n_rec, element_shape=[n])
+        _, X, ta = tf.while_loop(lambda r, *_: r < n_rec, outer, (0, X0, ta))
+        return tf.concat([X0[None, :n], ta.stack()], 0)
+
+    _BARE_RUNS[key] = run
+    return run
 
 
 def bare_hh_population(I_inj: np.ndarray, t: np.ndarray, dtype, every: int = 10,
                        rates: str = "naive") -> Callable[[], np.ndarray]:
     """The yardstick for the HH kernel's speed: the same equations as
     :func:`psst_helpers.networks.hh_population`, RK4, V stored every ``every`` steps, in one XLA while
-    loop, with nothing else: no spike tracking, constants baked in, a uniform grid. With
+    loop, with nothing else: no spike tracking, a uniform grid. With
     ``rates="naive"`` the original's rate formulas (:func:`original_hh_population`: no guard at the
     removable singularities, so a float32 run can leave neurons NaN, and two divisions per gate);
     with ``rates="package"`` the package's (:func:`package_rates_hh_population`).
+
+    The compiled loop is built once per (``rates``, ``every``, number of records) and traced once per
+    dtype and number of neurons: the currents, the start state and the step enter it as tensors, so
+    kernels of the same structure share one trace and one XLA compilation (``run.tracing_count()``
+    says how many traces that loop holds).
 
     Returns
     -------
@@ -215,32 +268,18 @@ def bare_hh_population(I_inj: np.ndarray, t: np.ndarray, dtype, every: int = 10,
     """
     import tensorflow as tf
 
-    n = I_inj.size
-    dt = float(t[1] - t[0])
+    if rates not in _RHS:
+        raise ValueError(f"rates is 'naive' or 'package', got {rates!r}")
+    n = np.asarray(I_inj).size
     n_rec = (len(t) - 1) // every
     tf_dt = tf.as_dtype(np.dtype(dtype))
-    if rates not in ("naive", "package"):
-        raise ValueError(f"rates is 'naive' or 'package', got {rates!r}")
-    f = (original_hh_population if rates == "naive" else package_rates_hh_population)(I_inj, tf_dt)
+    loop = _bare_run(rates, int(every), int(n_rec))
     X0 = tf.constant(np.concatenate([np.full(n, -71.0), np.zeros(3 * n)]).astype(dtype))
+    I = tf.constant(np.asarray(I_inj).ravel(), tf_dt)
+    h = tf.constant(float(t[1] - t[0]), tf_dt)
 
-    @tf.function(jit_compile=True)
-    def run(X):
-        h = tf.constant(dt, tf_dt)
+    def run() -> np.ndarray:
+        return loop(X0, I, h).numpy()
 
-        def step(X, tm):
-            k1 = f(X, tm)
-            k2 = f(X + 0.5 * h * k1, tm)
-            k3 = f(X + 0.5 * h * k2, tm)
-            k4 = f(X + h * k3, tm)
-            return X + h / 6.0 * (k1 + 2.0 * (k2 + k3) + k4)
-
-        def outer(r, X, ta):
-            X = tf.while_loop(lambda i, X: i < every, lambda i, X: (i + 1, step(X, 0.0)), (0, X))[1]
-            return r + 1, X, ta.write(r, X[:n])
-
-        ta = tf.TensorArray(tf_dt, size=n_rec, element_shape=[n])
-        _, X, ta = tf.while_loop(lambda r, *_: r < n_rec, outer, (0, X, ta))
-        return tf.concat([X0[None, :n], ta.stack()], 0)
-
-    return lambda: run(X0).numpy()
+    run.tracing_count = loop.experimental_get_tracing_count
+    return run
