@@ -191,7 +191,7 @@ def test_a_blow_up_is_named_on_the_differentiable_path():
 def test_the_gradient_keeps_one_state_per_step_not_every_stage(sim):
     # the backward loop stores the state at the start of each step: one gradient through 10,000 steps of
     # 15 neurons (state 5 x 15 float64 = 600 bytes) needs a few MB; TensorFlow's tape through the loop
-    # needed about 30 kB per step (308 MB) for every stage's intermediates
+    # needed about 35 kB per step (345 MB, chapter 8 section 7) for every stage's intermediates
     n, steps = 15, 10_000
     gi = G.GradientIntegrator(G.hh_rhs, n_steps=steps, dt=0.01)
     p, y0 = G.hh_params([n], I_ext=np.linspace(1.0, 10.0, n)), G.hh_rest_state(-70.0, [n])
@@ -231,3 +231,16 @@ def test_a_second_process_reads_the_compiled_loop_from_the_cache(tmp_path):
     files = list(tmp_path.iterdir())
     assert len(files) == 1 and files[0].stat().st_size > 0  # one compiled loop, written by the first process
     assert runs[0].stdout.splitlines()[-1] == runs[1].stdout.splitlines()[-1]  # the loaded loop gives the same bits
+
+
+@pytest.mark.parametrize("method", ["euler", "rk2", "midpoint", "rk4"])
+def test_stage_weights_are_the_derivative_of_the_step(method):
+    # the backward pass of a step uses STAGE_WEIGHTS, the forward pass COMBINE: they must describe one scheme
+    from psst_helpers.solvers.schemes import COMBINE, STAGE_NODES, STAGE_WEIGHTS
+    w = np.array(STAGE_WEIGHTS[method])
+    assert len(w) == len(STAGE_NODES[method]) and np.isclose(w.sum(), 1.0)
+    rng = np.random.default_rng(3)
+    y, h, k = rng.standard_normal(4), 0.37, rng.standard_normal((len(w), 4))
+    k_mid = k[1:-1].sum(axis=0) if len(w) > 2 else np.zeros(4)
+    got = COMBINE[method](y, h, k[0], k_mid, k[-1])
+    np.testing.assert_allclose(got, y + h * (w[:, None] * k).sum(axis=0), rtol=1e-14, atol=1e-15)

@@ -100,6 +100,12 @@ def _combine_rk4(y: Any, h: Any, k_first: Any, k_mid: Any, k_last: Any) -> Any:
     return y + _like(h / 6.0, y) * (k_first + 2.0 * k_mid + k_last)
 
 
+#: The weight of each stage's slope in the step, ``y_new = y + h sum_s b_s k_s``: the derivative of
+#: :data:`COMBINE` with respect to each slope, which the backward pass of a step needs
+#: (:meth:`psst_helpers.solvers.tf_solver.Integrator`'s stage adjoint).
+STAGE_WEIGHTS = {"euler": (1.0,), "rk2": (0.0, 1.0), "midpoint": (0.0, 1.0),
+                 "rk4": (1.0 / 6.0, 1.0 / 3.0, 1.0 / 3.0, 1.0 / 6.0)}
+
 #: ``combine(y, h, k_first, k_mid, k_last)`` for one state entry; ``k_mid`` is the sum of the slopes
 #: of the interior stages (zero for Euler and the midpoint rule).
 COMBINE = {"euler": _combine_last, "rk2": _combine_last, "midpoint": _combine_last, "rk4": _combine_rk4}

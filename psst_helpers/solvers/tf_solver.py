@@ -33,7 +33,7 @@ from .._tree import TreeDef, flatten, leaf_paths, unflatten
 from ..errors import NonFiniteInputError, NonFiniteStateError, ParameterError, StateShapeError
 from . import checks
 from .numpy_solver import PostStep, nonfinite_message
-from .schemes import COMBINE, STAGE_NODES, _like, get_scheme, staged_step
+from .schemes import COMBINE, STAGE_NODES, STAGE_WEIGHTS, _like, get_scheme
 
 __all__ = ["Integrator", "odeint", "as_tensor", "enable_compile_cache"]
 
@@ -157,17 +157,16 @@ class Integrator:
     # -- one step: the stage loop -------------------------------------------------------------
     def _stepper(self, treedef: TreeDef, dtypes: Tuple[np.dtype, ...], pdef: Optional[TreeDef],
                  lv: List[tf.Tensor], time_dtype: tf.DType, pv: List[tf.Tensor]) -> Callable:
-        """``step(lv, t0, t1, h, pv) -> new leaves``: one step of the scheme, post-step hook included.
+        """``step(lv, t0, t1, h, pv) -> new leaves``: one step of the scheme, post-step hook included;
+        ``step.vjp(lv, t0, t1, h, pv, a) -> (d_lv, d_pv)`` its vector-Jacobian product.
 
         Called while a loop is traced. Every stage calls ``func`` at one place, inside a
         ``tf.while_loop`` over the scheme's stage nodes
         (:data:`~psst_helpers.solvers.schemes.STAGE_NODES`): the forward graph holds one copy of
         ``func`` whatever the number of stages, in the same arithmetic as the step functions of
-        :mod:`~psst_helpers.solvers.schemes` (``tests/test_solvers.py``). ``unroll=True`` writes the
-        stages out instead, for the backward pass's re-run of one step: TensorFlow's gradient of a
-        loop keeps its values in TensorLists, and the gradient of the unrolled step ran 2.6x
-        faster and compiled as fast (3 HH neurons, ``benchmarks/compile_and_gradient.py grad``).
-        The parameters are arguments, so a backward step can differentiate with respect to its
+        :mod:`~psst_helpers.solvers.schemes` (``tests/test_solvers.py``). ``step.vjp`` is the
+        step's backward pass, written out over the same stages (one more loop, taken in reverse).
+        The parameters are arguments, so a backward stage can differentiate with respect to its
         own copy of them.
         """
         func, hook, method = self.func, self.post_step, self.method.lower()
@@ -192,44 +191,106 @@ class Integrator:
             self._integrated[struct_key] = [i for i, d in enumerate(probe.structured_outputs) if d is not None]
         idx = self._integrated[struct_key]
         c = tf.constant(nodes, time_dtype)
+        b = tf.constant(STAGE_WEIGHTS[method], time_dtype)
         n_stages = len(nodes)
 
         def slopes(ys, tm, pv_):
             out = rhs(list(ys), tm, list(pv_))
             return [out[i] for i in idx]
 
-        def step(lv_, t0, t1, h, pv_, unroll=False):
-            if n_stages == 1:
-                k_first = k_mid = k_last = slopes(lv_, t0, pv_)
-            elif unroll:
-                new = staged_step(lambda ys, tm: rhs(ys, tm, pv_), list(lv_), t0, h, method)
-                k_first = k_mid = k_last = None
-            else:
-                def body(s, k_prev, k_first, k_mid):
-                    ch = tf.gather(c, s) * h  # c_s h, exact: c_s is 0, 1/2 or 1
-                    ys = list(lv_)
-                    for j, i in enumerate(idx):  # stage 0: y + 0 = y
-                        ys[i] = lv_[i] + _like(ch, lv_[i]) * k_prev[j]
-                    k = slopes(ys, t0 + ch, pv_)
-                    interior = tf.logical_and(s > 0, s < n_stages - 1)
-                    return (s + 1, k, [tf.where(s == 0, a, b) for a, b in zip(k, k_first)],
-                            [tf.where(interior, m + a, m) for a, m in zip(k, k_mid)])
+        def stage_loop(lv_, t0, h, pv_, count, keep=None):
+            """Stages ``0 .. count-1``: ``(k_last, k_first, k_mid)``; every slope also written to ``keep``."""
+            def body(s, k_prev, k_first, k_mid, keep_):
+                ch = tf.gather(c, s) * h  # c_s h, exact: c_s is 0, 1/2 or 1
+                ys = list(lv_)
+                for j, i in enumerate(idx):  # stage 0: y + 0 = y
+                    ys[i] = lv_[i] + _like(ch, lv_[i]) * k_prev[j]
+                k = slopes(ys, t0 + ch, pv_)
+                if keep is not None:
+                    keep_ = [ta.write(s, x) for ta, x in zip(keep_, k)]
+                interior = tf.logical_and(s > 0, s < n_stages - 1)
+                return (s + 1, k, [tf.where(s == 0, a, b) for a, b in zip(k, k_first)],
+                        [tf.where(interior, m + a, m) for a, m in zip(k, k_mid)], keep_)
 
-                zeros = [tf.zeros_like(lv_[i]) for i in idx]
-                _, k_last, k_first, k_mid = tf.while_loop(
-                    lambda s, *_: s < n_stages, body, (tf.constant(0), zeros, zeros, zeros),
-                    maximum_iterations=n_stages)  # a fixed trip count: reverse mode under XLA needs it
-            if k_last is not None:
-                new = list(lv_)
-                for j, i in enumerate(idx):
-                    new[i] = combine(lv_[i], h, k_first[j], k_mid[j], k_last[j])
-            if hook is not None:
-                res, res_def = flatten(hook(t0, unflatten(treedef, lv_), t1, unflatten(treedef, new)))
-                if res_def != treedef:
-                    raise StateShapeError("post_step must return a state with the same structure as y0")
-                new = [tf.cast(x, d) for x, d in zip(res, tf_dtypes)]
+            zeros = [tf.zeros_like(lv_[i]) for i in idx]
+            out = tf.while_loop(lambda s, *_: s < count, body, (tf.constant(0), zeros, zeros, zeros, keep or []),
+                                maximum_iterations=count)  # a fixed trip count: reverse mode under XLA needs it
+            return out[1], out[2], out[3], out[4]
+
+        def combined(lv_, h, k_first, k_mid, k_last):
+            new = list(lv_)
+            for j, i in enumerate(idx):
+                new[i] = combine(lv_[i], h, k_first[j], k_mid[j], k_last[j])
             return new
 
+        def apply_hook(lv_, t0, t1, new):
+            res, res_def = flatten(hook(t0, unflatten(treedef, lv_), t1, unflatten(treedef, new)))
+            if res_def != treedef:
+                raise StateShapeError("post_step must return a state with the same structure as y0")
+            return [tf.cast(x, d) for x, d in zip(res, tf_dtypes)]
+
+        def step(lv_, t0, t1, h, pv_):
+            if n_stages == 1:
+                k_first = k_mid = k_last = slopes(lv_, t0, pv_)
+            else:
+                k_last, k_first, k_mid, _ = stage_loop(lv_, t0, h, pv_, n_stages)
+            new = combined(lv_, h, k_first, k_mid, k_last)
+            return new if hook is None else apply_hook(lv_, t0, t1, new)
+
+        def step_vjp(lv_, t0, t1, h, pv_, a):
+            """The step's vector-Jacobian product: ``(d_lv, d_pv)`` from ``a``, the step result's cotangent.
+
+            Written out over the stages instead of differentiating the step as a whole: the
+            stages' slopes are recomputed (a stage loop, no tape), then a second loop takes the
+            stages in reverse, each stage's right-hand side under its own tape. With
+            ``y_new = y + h sum_s b_s k_s`` and ``k_s = f(y + c_s h k_{s-1})``, the cotangent of
+            ``k_s`` is ``b_s h a`` plus ``c_{s+1} h`` times what stage ``s + 1`` sends back to its
+            input. The graph holds one right-hand side and one of its gradients whatever the
+            number of stages (issue 26: the unrolled RK4 step's gradient held four of each and
+            doubled the compilation of chapter 8's loss and gradient).
+            """
+            lv_ = list(lv_)
+            keep = [tf.TensorArray(lv_[i].dtype, size=n_stages, element_shape=lv_[i].shape) for i in idx]
+            if hook is None:
+                a_raw, d_y = list(a), list(a)  # y_new = y + h sum_s b_s k_s: a passes through the identity
+                if n_stages > 1:  # the last stage's slope is not needed to re-enter the stages
+                    _, _, _, keep = stage_loop(lv_, t0, h, pv_, n_stages - 1, keep)
+            else:
+                k_last, k_first, k_mid, keep = stage_loop(lv_, t0, h, pv_, n_stages, keep)
+                # fresh tensors: an entry the scheme carries unchanged must not be watched twice
+                raw = [tf.identity(x) for x in combined(lv_, h, k_first, k_mid, k_last)]
+                with tf.GradientTape() as tape:
+                    tape.watch([lv_, raw])
+                    out = apply_hook(lv_, t0, t1, raw)
+                d_hook, a_raw = tape.gradient(out, [lv_, raw], output_gradients=list(a),
+                                              unconnected_gradients=tf.UnconnectedGradients.ZERO)
+                d_y = [x + y for x, y in zip(d_hook, a_raw)]
+            stacked = [ta.stack() for ta in keep] if n_stages > 1 else None
+
+            def body(s, carry, d_y_, d_p_):
+                ch = tf.gather(c, s) * h
+                b_h = tf.gather(b, s) * h
+                ys = list(lv_)
+                for j, i in enumerate(idx):
+                    if stacked is not None:
+                        ys[i] = lv_[i] + _like(ch, lv_[i]) * stacked[j][tf.maximum(s - 1, 0)]
+                with tf.GradientTape() as tape:
+                    p_s = [tf.identity(x) for x in pv_]  # this stage's own copy, so the tape sees it
+                    tape.watch([ys, p_s])
+                    k = slopes(ys, t0 + ch, p_s)
+                d_k = [_like(b_h, a_raw[i]) * a_raw[i] + cj for (j, i), cj in zip(enumerate(idx), carry)]
+                d_ys, d_ps = tape.gradient(k, [ys, p_s], output_gradients=d_k,
+                                           unconnected_gradients=tf.UnconnectedGradients.ZERO)
+                carry = [_like(ch, d_ys[i]) * d_ys[i] for i in idx]  # to stage s - 1's slope
+                return s - 1, carry, [x + y for x, y in zip(d_y_, d_ys)], [x + y for x, y in zip(d_p_, d_ps)]
+
+            zeros = [tf.zeros_like(lv_[i]) for i in idx]
+            out = tf.while_loop(lambda s, *_: s >= 0, body,
+                                (tf.constant(n_stages - 1), zeros, d_y, [tf.zeros_like(x) for x in pv_]),
+                                maximum_iterations=n_stages)
+            return out[2], out[3]
+
+        step.vjp = step_vjp
         return step
 
     # -- the compiled loops ------------------------------------------------------------------
@@ -383,14 +444,14 @@ class Integrator:
                 """The adjoint before step j from the one after it; the record at t[j] added."""
                 on_record = tf.equal(j % every, 0)
                 d_rec = [tf.where(on_record, tf.gather(d, j // every), tf.zeros_like(d[0])) for d in d_stacks]
+                da, dp_j = step.vjp(list(y_j), tt[j], tt[j + 1], dts[j], pv, a)
+                y_r = [tf.identity(x) for x in y_j]
                 with tf.GradientTape() as tape:
-                    p_j = [tf.identity(x) for x in pv]  # this step's own copy, so the tape sees it
-                    tape.watch([y_j, p_j])
-                    new = step(list(y_j), tt[j], tt[j + 1], dts[j], p_j, unroll=True)
-                    rec = records_of(list(y_j))
-                da, dp_j = tape.gradient([*new, *rec], [y_j, p_j], output_gradients=[*a, *d_rec],
-                                         unconnected_gradients=tf.UnconnectedGradients.ZERO)
-                return da, [x + y for x, y in zip(dp, dp_j)]
+                    tape.watch(y_r)
+                    rec = records_of(y_r)
+                d_r = tape.gradient(rec, y_r, output_gradients=d_rec,
+                                    unconnected_gradients=tf.UnconnectedGradients.ZERO)
+                return [x + y for x, y in zip(da, d_r)], [x + y for x, y in zip(dp, dp_j)]
 
             def reverse(base, count, state_at, a, dp):
                 """Steps ``base + count - 1`` down to ``base``; ``state_at(k)``: the state before step base + k."""
