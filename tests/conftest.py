@@ -56,7 +56,7 @@ def pytest_collection_modifyitems(config, items):
 
 
 # The chapters' size switch. A chapter with smaller sizes for quick runs shows its reader one line,
-# `QUICK = False  # True: smaller sizes, about a minute`, alone in a code cell tagged "parameters"
+# `QUICK = False  # True: smaller sizes for a quick first run`, alone in a code cell tagged "parameters"
 # (papermill's convention); the sizes are computed from QUICK in the cells after it. With PSST_QUICK=1
 # in the environment (`make test` sets it), nbval runs `QUICK = True` in the notebook's kernel right
 # after that cell, as papermill injects parameters: the notebook's text is never changed, and nothing in

@@ -25,7 +25,7 @@ MACHINERY = [re.compile(p, re.IGNORECASE) for p in
              (r"NBVAL", r"test suite", r"PSST_FAST", r"PSST_QUICK", r"the issue that", r"/proc/", r"zombie",
               r"stored run", r"set_cpu_threads", r"bench threads")]
 # the size switch: the reader's line, alone in a cell tagged "parameters" (tests/conftest.py sets it for tests)
-QUICK_LINE = "QUICK = False  # True: smaller sizes, about a minute"
+QUICK_LINE = "QUICK = False  # True: smaller sizes for a quick first run"
 # reading the environment, in a chapter's code (setting a variable, os.environ.setdefault, is not reading)
 READS_ENVIRONMENT = re.compile(r"os\.environ\.get\(|os\.getenv\(|os\.environ\[[^\]]+\](?!\s*=)")
 # measuring or killing processes in a way one system only has: the package's psst_helpers.memory and
