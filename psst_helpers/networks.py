@@ -19,7 +19,8 @@ import numpy as np
 from . import neurons as nrn
 from ._tree import flatten, tree_map, unflatten
 from .backend import ops_for
-from .channels import Channel
+from .channels import (CalciumActivatedK, CalciumCurrent, CalciumPool, CellType, Channel, HHPotassium, HHSodium,
+                       Leak, TransientK)
 from .components import _plain, describe, fingerprint
 from .errors import ConnectivityError, InputDtypeError, ParameterError
 from .events import network_hook
@@ -28,7 +29,7 @@ from .synapses import ACH, GABA_A, SynapseGroup, check_connectivity
 
 __all__ = [
     "Model", "simulate", "hh_network", "hh_derivatives", "single_neuron", "hh_population", "three_neuron_network",
-    "locust_antennal_lobe", "locust_derivatives", "network_inputs", "integrator_for", "cast_state", "clear_compiled", "LOCUST", "NEVER_FIRED", "TIME_ENTRIES",
+    "locust_antennal_lobe", "locust_derivatives", "locust_cell_types", "network_inputs", "integrator_for", "cast_state", "clear_compiled", "LOCUST", "NEVER_FIRED", "TIME_ENTRIES",
 ]
 
 #: ``t_fire`` of a neuron that has not fired yet: far enough in the past that no synapse is active.
@@ -428,6 +429,9 @@ def _check_channels(channels: Sequence[Channel]) -> Tuple[Channel, ...]:
             raise ParameterError(f"channels must be Channel objects (psst_helpers.channels), got {type(c).__name__}")
         if not c.gates:
             raise ParameterError(f"channel {c.name!r} has no gates: a gate-less current belongs in the membrane")
+        if c.reads or not c.carries_current:
+            raise ParameterError(f"channel {c.name!r} reads other values of its cell {list(c.reads)} or carries no "
+                                 "current: it belongs in a cell type (psst_helpers.channels.CellType)")
     names = [c.name for c in channels]
     if len(set(names)) != len(names):
         raise ParameterError(f"give each added channel its own name, got {names}")
@@ -467,6 +471,24 @@ LOCUST: Dict[str, Dict[str, float]] = {
 }
 
 
+def locust_cell_types(pn_channels: Sequence[Channel] = (), ln_channels: Sequence[Channel] = ()
+                      ) -> Tuple[CellType, CellType]:
+    """The antennal lobe's projection neurons and local interneurons as cell types (:data:`LOCUST`'s values).
+
+    PN: HH sodium ``Na`` and potassium ``K``, leak ``L``, transient K ``A``, K leak ``KL``. LN:
+    calcium ``Ca``, HH potassium ``K``, Ca-dependent K ``KCa``, leak ``L``, K leak ``KL`` and the calcium
+    pool that couples I_Ca to K(Ca) (:mod:`psst_helpers.channels`). The currents are summed in this
+    order. ``pn_channels`` and ``ln_channels`` are appended to the PN's and the LN's channels.
+    """
+    P, L = LOCUST["PN"], LOCUST["LN"]
+    pn = CellType("PN", [HHSodium(P["g_Na"], P["E_Na"]), HHPotassium(P["g_K"], P["E_K"]), Leak("L", P["g_L"], P["E_L"]),
+                         TransientK(P["g_A"], P["E_A"]), Leak("KL", P["g_KL"], P["E_KL"]), *pn_channels])
+    ln = CellType("LN", [CalciumCurrent(L["g_Ca"], L["E_Ca"]), HHPotassium(L["g_K"], L["E_K"]),
+                         CalciumActivatedK(L["g_KCa"], L["E_KCa"]), Leak("L", L["g_L"], L["E_L"]),
+                         Leak("KL", L["g_KL"], L["E_KL"]), CalciumPool("Ca"), *ln_channels])
+    return pn, ln
+
+
 def locust_antennal_lobe(
     seed: int = 0,
     *,
@@ -482,6 +504,8 @@ def locust_antennal_lobe(
     g_KL_jitter: float = 0.0,
     storage: str = "pre",
     synapses: Sequence[SynapseGroup] = (),
+    pn_channels: Sequence[Channel] = (),
+    ln_channels: Sequence[Channel] = (),
 ) -> Model:
     """The locust antennal lobe after Bazhenov et al. (2001): 90 PNs and 30 LNs.
 
@@ -507,6 +531,14 @@ def locust_antennal_lobe(
     your own); at most one group per kind, and none of kind ``"ach"`` or ``"gaba"``. Their g and E
     are inputs of the compiled loop like the built-in groups' (``par["syn"][kind]``). ``stimulus``
     may be any :class:`~psst_helpers.stimuli.Stimulus` driving ``n_pn + n_ln`` neurons.
+
+    The two cell types are configurations of channels (:func:`locust_cell_types`).
+    ``pn_channels`` and ``ln_channels`` give the PNs or the LNs further channels
+    (:class:`psst_helpers.channels.Channel`, e.g. a class of your own), each name once per cell type.
+    Their gates start at :meth:`Channel.start` of the start voltage and live beside the cell's
+    others under their state names (:meth:`Channel.state_names`, e.g. ``y["ln"]["wM"]`` for gate ``w``
+    of a channel ``M``); their g and E are inputs of the compiled loop, ``par["membrane"]["LN"]["g_M"]``
+    and ``["E_M"]``.
 
     State: ``V`` (all neurons, PNs first), ``pn`` = {m, h, n, mA, hA}, ``ln`` = {n, mCa, hCa, mKCa,
     Ca}, ``syn`` = {ach, gaba, and the kind of each added group}, plus ``I_ext``, ``t_fire``,
@@ -550,23 +582,21 @@ def locust_antennal_lobe(
     synapses = (ach, gaba, *synapses)
     _check_groups(synapses, N)
 
-    P, L = LOCUST["PN"], LOCUST["LN"]
-    Ca0 = nrn.CALCIUM["Ca0"]
+    pn_type, ln_type = locust_cell_types(pn_channels, ln_channels)
     V = np.full(N, -70.0)
-    Ca = np.full(n_ln, Ca0)
     if initial_state is None:
         V = V * (1.0 + noise * rng.standard_normal(N))
-        Ca = Ca * (1.0 + noise * rng.standard_normal(n_ln))
-    g_KL = np.concatenate([np.full(n_pn, P["g_KL"]), np.full(n_ln, L["g_KL"])])
+        # the LNs' calcium starts at Ca0 with the same 1 % noise, drawn right after the voltages
+        ln_noise = 1.0 + noise * rng.standard_normal(n_ln)
+    g_KL = np.concatenate([np.full(n_pn, pn_type.parameters()["g_KL"]), np.full(n_ln, ln_type.parameters()["g_KL"])])
     if g_KL_jitter > 0:
         g_KL = np.clip(g_KL * (1.0 + g_KL_jitter * rng.standard_normal(N)), 0.0, None)
-    membrane = {"PN": nrn.check_params({}, P, "PN"), "LN": nrn.check_params({}, L, "LN")}
+    membrane = {c.name: nrn.check_params({}, c.parameters(), c.name) for c in (pn_type, ln_type)}
     par = network_inputs(synapses, stimulus, membrane=membrane, g_KL=g_KL)
 
     if initial_state is None:
-        z_pn, z_ln = np.zeros(n_pn), np.zeros(n_ln)
-        extra = {"pn": {"m": z_pn, "h": z_pn.copy(), "n": z_pn.copy(), "mA": z_pn.copy(), "hA": z_pn.copy()},
-                 "ln": {"n": z_ln, "mCa": z_ln.copy(), "hCa": z_ln.copy(), "mKCa": z_ln.copy(), "Ca": Ca}}
+        extra = {"pn": pn_type.start(V[:n_pn]), "ln": ln_type.start(V[n_pn:])}
+        extra["ln"]["Ca"] = extra["ln"]["Ca"] * ln_noise
         state = _network_state(V, np.asarray(stimulus(0.0, V), float), extra, synapses, par)
     else:
         state = tree_map(lambda x: np.array(x, dtype=float), initial_state)
@@ -579,39 +609,56 @@ def locust_antennal_lobe(
                 raise ParameterError(
                     f"initial_state['syn'][{s_.kind!r}] has shape {got}, but this network's {s_.kind} synapses "
                     f"keep {s_.state_size} open fractions (storage={storage!r}); build the state with the same storage")
+        for key, cell in (("pn", pn_type), ("ln", ln_type)):
+            missing = sorted(set(cell.variables()) - set(state.get(key, {})))
+            missing += sorted(f"par['membrane'][{cell.name!r}][{k!r}]" for k in cell.parameters()
+                              if k not in state["par"].get("membrane", {}).get(cell.name, {}))
+            if missing:
+                raise ParameterError(f"initial_state lacks {missing} of the {cell.name}s' channels; build it from a "
+                                     "model with the same channels")
 
-    derivatives = locust_derivatives(synapses, n_pn=n_pn, n_ln=n_ln)
+    derivatives = locust_derivatives(synapses, n_pn=n_pn, n_ln=n_ln, cell_types=(pn_type, ln_type))
     desc = {"model": "locust_antennal_lobe", "seed": seed, "n_pn": n_pn, "n_ln": n_ln, "p_connect": p_connect,
             "noise": noise, "g_KL_jitter": g_KL_jitter, "membrane": LOCUST, "stimulus": stimulus.describe(),
             "synapses": [s_.describe() for s_ in synapses], "explicit": explicit}
+    if pn_channels or ln_channels:
+        desc["added_channels"] = {"PN": [describe(c) for c in pn_channels], "LN": [describe(c) for c in ln_channels]}
     arrays = {"C_ach": C_ach, "C_gaba": C_gaba, "stimulated": np.asarray(stimulated), "g_KL": g_KL}
     arrays.update({f"C_{s_.kind}": s_.matrix() for s_ in synapses[2:]})
     parts = {"builder": "locust_antennal_lobe", "n_pn": n_pn, "n_ln": n_ln, "stimulus": stimulus,
-             "synapses": list(synapses)}
+             "synapses": list(synapses), "cell_types": [pn_type, ln_type]}
     return Model("locust_antennal_lobe", state, derivatives, network_hook(stimulus), desc, arrays, parts)
 
 
-def locust_derivatives(synapses: Sequence[SynapseGroup], *, n_pn: int, n_ln: int) -> Callable:
+def locust_derivatives(synapses: Sequence[SynapseGroup], *, n_pn: int, n_ln: int,
+                       cell_types: Optional[Tuple[CellType, CellType]] = None) -> Callable:
     """The derivative function of the locust antennal lobe (chapter 6; the book's model reference,
     section "Locust antennal lobe", book/models.md).
 
-    PNs are neurons ``0 .. n_pn-1``, LNs the ``n_ln`` after them. The state holds ``V`` (all
-    neurons), ``pn`` and ``ln`` (their gates, :func:`psst_helpers.neurons.pn_membrane` and
-    :func:`~psst_helpers.neurons.ln_membrane`), ``syn`` (one open fraction per presynaptic neuron
-    and kind, or per synapse), the held ``I_ext``, ``t_fire``, ``spikes``, and ``par`` with the
-    membrane parameters (``PN``, ``LN``), every neuron's K-leak conductance ``g_KL`` and the
-    synaptic g and E. C_m = 1 uF/cm^2.
+    PNs are neurons ``0 .. n_pn-1``, LNs the ``n_ln`` after them; ``cell_types`` are their
+    :class:`~psst_helpers.channels.CellType` (default :func:`locust_cell_types`), whose ionic currents
+    and state derivatives it sums with the synaptic currents. The state holds ``V`` (all neurons),
+    ``pn`` and ``ln`` (the state of each cell type's channels), ``syn`` (one open fraction per
+    presynaptic neuron and kind, or per synapse), the held ``I_ext``, ``t_fire``, ``spikes``, and
+    ``par`` with the membrane parameters of each cell type (``PN``, ``LN``: ``g_<channel>``,
+    ``E_<channel>``), every neuron's K-leak conductance ``g_KL`` (used in place of the cell type's)
+    and the synaptic g and E. C_m = 1 uF/cm^2.
     """
+    cells = (("pn", 0, n_pn), ("ln", n_pn, n_pn + n_ln))
+    types = locust_cell_types() if cell_types is None else tuple(cell_types)
 
     def derivatives(y: Dict[str, Any], t: Any) -> Dict[str, Any]:
         xp = ops_for(y["V"])
         V, par = y["V"], y["par"]
         g_KL = par["g_KL"]
-        I_pn, d_pn = nrn.pn_membrane(V[:n_pn], y["pn"], par["membrane"]["PN"], g_KL[:n_pn])
-        I_ln, d_ln = nrn.ln_membrane(V[n_pn:], y["ln"], par["membrane"]["LN"], g_KL[n_pn:])
+        out: Dict[str, Any] = {}
+        I_cells = []
+        for (key, lo, hi), cell in zip(cells, types):
+            p = {**par["membrane"][cell.name], "g_KL": g_KL[lo:hi]}
+            I_ion, out[key] = cell.derivatives(V[lo:hi], y[key], p)
+            I_cells.append(I_ion)
         I_syn, dsyn = _synaptic(y, synapses, t)
-        dV = y["I_ext"] - xp.concat([I_pn, I_ln], 0) - I_syn  # C_m = 1
-        return {"V": dV, "pn": d_pn, "ln": d_ln, "syn": dsyn, "I_ext": None, "t_fire": None, "spikes": None,
-                "par": _nones(par)}
+        dV = y["I_ext"] - xp.concat(I_cells, 0) - I_syn  # C_m = 1
+        return {"V": dV, **out, "syn": dsyn, "I_ext": None, "t_fire": None, "spikes": None, "par": _nones(par)}
 
     return derivatives

@@ -1,6 +1,6 @@
 """Ion-channel kernels: Hodgkin-Huxley (chapter 3) and the locust PN/LN currents (chapter 6).
 
-Every function works on NumPy arrays and on TensorFlow tensors alike (see :mod:`psst_helpers.backend`).
+The channels and cell types built on them are in :mod:`psst_helpers.channels`. Every function works on NumPy arrays and on TensorFlow tensors alike (see :mod:`psst_helpers.backend`).
 Units: voltage mV, time ms, conductance mS/cm^2, current uA/cm^2, capacitance uF/cm^2.
 Equations and parameters are those of the book's model reference (book/models.md), sections
 "Hodgkin-Huxley neuron", "A-current (transient K)" and "Locust antennal lobe".
@@ -15,9 +15,9 @@ from .backend import ops_for
 from .errors import ParameterError
 
 __all__ = [
-    "HH", "PHI_HH", "exprel_inv", "hh_rates", "hh_n_derivative", "hh_gate_derivatives", "hh_steady_state", "hh_currents",
-    "transient_k", "calcium_gates", "kca_gate", "calcium_derivative", "PHI_A", "PHI_KCA", "CALCIUM",
-    "check_params", "pn_membrane", "ln_membrane",
+    "HH", "PHI_HH", "exprel_inv", "hh_rates", "hh_na_derivatives", "hh_n_derivative", "hh_gate_derivatives",
+    "hh_steady_state", "hh_currents", "na_current", "k_current", "ohmic_current",
+    "transient_k", "calcium_gates", "kca_gate", "calcium_derivative", "PHI_A", "PHI_KCA", "CALCIUM", "check_params",
 ]
 
 #: Hodgkin-Huxley membrane parameters (the book's model reference, section "Hodgkin-Huxley neuron", book/models.md).
@@ -64,18 +64,19 @@ def exprel_inv(x: Any) -> Any:
     return xp.where(small, series, safe / (xp.exp(safe) - 1.0))
 
 
-def hh_rates(V: Any) -> Dict[str, Any]:
-    """Opening (alpha) and closing (beta) rates of the m, h and n gates, in 1/ms, at voltage V (mV).
-
-    Traub-style rates on the shifted voltage u = V + 50 (the book's model reference, section
-    "Hodgkin-Huxley neuron", book/models.md), before the
-    temperature factor :data:`PHI_HH`.
-    """
+def _hh_n_rates(V: Any) -> Dict[str, Any]:
     xp = ops_for(V)
     u = V + 50.0
     return {
         "alpha_n": 0.1 * exprel_inv((15.0 - u) / 5.0),  # 0.02 (15-u) / (exp((15-u)/5) - 1)
         "beta_n": 0.5 * xp.exp((10.0 - u) / 40.0),
+    }
+
+
+def _hh_mh_rates(V: Any) -> Dict[str, Any]:
+    xp = ops_for(V)
+    u = V + 50.0
+    return {
         "alpha_m": 1.28 * exprel_inv((13.0 - u) / 4.0),  # 0.32 (13-u) / (exp((13-u)/4) - 1)
         "beta_m": 1.4 * exprel_inv((u - 40.0) / 5.0),  # 0.28 (u-40) / (exp((u-40)/5) - 1)
         "alpha_h": 0.128 * xp.exp((17.0 - u) / 18.0),
@@ -83,13 +84,28 @@ def hh_rates(V: Any) -> Dict[str, Any]:
     }
 
 
+def hh_rates(V: Any) -> Dict[str, Any]:
+    """Opening (alpha) and closing (beta) rates of the m, h and n gates, in 1/ms, at voltage V (mV).
+
+    Traub-style rates on the shifted voltage u = V + 50 (the book's model reference, section
+    "Hodgkin-Huxley neuron", book/models.md), before the
+    temperature factor :data:`PHI_HH`.
+    """
+    return {**_hh_n_rates(V), **_hh_mh_rates(V)}
+
+
+def hh_na_derivatives(V: Any, m: Any, h: Any) -> Tuple[Any, Any]:
+    """dm/dt and dh/dt (1/ms) of the HH sodium gates: ``phi (alpha (1 - x) - beta x)``."""
+    r = _hh_mh_rates(V)
+    dm = PHI_HH * (r["alpha_m"] * (1.0 - m) - r["beta_m"] * m)
+    dh = PHI_HH * (r["alpha_h"] * (1.0 - h) - r["beta_h"] * h)
+    return dm, dh
+
+
 def hh_n_derivative(V: Any, n: Any) -> Any:
     """dn/dt (1/ms) alone, for cells (the locust LNs) that have the HH potassium but not the sodium current."""
-    xp = ops_for(V)
-    u = V + 50.0
-    alpha = 0.1 * exprel_inv((15.0 - u) / 5.0)
-    beta = 0.5 * xp.exp((10.0 - u) / 40.0)
-    return PHI_HH * (alpha * (1.0 - n) - beta * n)
+    r = _hh_n_rates(V)
+    return PHI_HH * (r["alpha_n"] * (1.0 - n) - r["beta_n"] * n)
 
 
 def hh_gate_derivatives(V: Any, m: Any, h: Any, n: Any) -> Tuple[Any, Any, Any]:
@@ -98,11 +114,8 @@ def hh_gate_derivatives(V: Any, m: Any, h: Any, n: Any) -> Tuple[Any, Any, Any]:
     This equals ``-(x - x_inf)/tau_x`` with ``tau_x = 1/((alpha + beta) phi)`` and
     ``x_inf = alpha/(alpha + beta)`` but needs no division.
     """
-    r = hh_rates(V)
-    dm = PHI_HH * (r["alpha_m"] * (1.0 - m) - r["beta_m"] * m)
-    dh = PHI_HH * (r["alpha_h"] * (1.0 - h) - r["beta_h"] * h)
-    dn = PHI_HH * (r["alpha_n"] * (1.0 - n) - r["beta_n"] * n)
-    return dm, dh, dn
+    dm, dh = hh_na_derivatives(V, m, h)
+    return dm, dh, hh_n_derivative(V, n)
 
 
 def hh_steady_state(V: Any) -> Dict[str, Tuple[Any, Any]]:
@@ -115,13 +128,26 @@ def hh_steady_state(V: Any) -> Dict[str, Tuple[Any, Any]]:
     return out
 
 
+def na_current(V: Any, m: Any, h: Any, g: Any, E: Any) -> Any:
+    """The HH sodium current ``g m^3 h (V - E)``, uA/cm^2 (outward +)."""
+    return g * m * m * m * h * (V - E)
+
+
+def k_current(V: Any, n: Any, g: Any, E: Any) -> Any:
+    """The HH delayed-rectifier K current ``g n^4 (V - E)``, uA/cm^2 (outward +)."""
+    n2 = n * n
+    return g * n2 * n2 * (V - E)
+
+
+def ohmic_current(V: Any, g: Any, E: Any) -> Any:
+    """A leak current ``g (V - E)``, uA/cm^2 (outward +)."""
+    return g * (V - E)
+
+
 def hh_currents(V: Any, m: Any, h: Any, n: Any, p: Dict[str, float] = HH) -> Tuple[Any, Any, Any]:
     """Sodium, potassium and leak currents (uA/cm^2; positive = outward) of the HH membrane."""
-    I_Na = p["g_Na"] * m * m * m * h * (V - p["E_Na"])
-    n2 = n * n
-    I_K = p["g_K"] * n2 * n2 * (V - p["E_K"])
-    I_L = p["g_L"] * (V - p["E_L"])
-    return I_Na, I_K, I_L
+    return (na_current(V, m, h, p["g_Na"], p["E_Na"]), k_current(V, n, p["g_K"], p["E_K"]),
+            ohmic_current(V, p["g_L"], p["E_L"]))
 
 
 def transient_k(V: Any, m: Any, h: Any) -> Tuple[Any, Any]:
@@ -173,40 +199,3 @@ def check_params(params: Dict[str, Any], defaults: Dict[str, float], what: str) 
         if not np.all(np.isfinite(np.asarray(v, dtype=float))):
             raise ParameterError(f"{what} parameter {k} must be finite, got {v}")
     return {k: np.asarray(v, dtype=float) for k, v in out.items()}
-
-
-# --- the locust antennal lobe's two cell types (chapter 6; book/models.md, "Locust antennal lobe") ---
-
-def pn_membrane(V: Any, gates: Dict[str, Any], p: Dict[str, Any], g_KL: Any) -> Tuple[Any, Dict[str, Any]]:
-    """Ionic current (uA/cm^2, outward +) and gate derivatives (1/ms) of projection neurons.
-
-    ``gates`` = {m, h, n (HH Na and K), mA, hA (transient K)}; ``p`` the PN parameters
-    (:data:`psst_helpers.networks.LOCUST` ``["PN"]``); ``g_KL`` the K-leak conductance of each
-    PN (mS/cm^2). Current: ``I_Na + I_K + I_L + I_A + I_KL``.
-    """
-    I_Na, I_K, I_L = hh_currents(V, gates["m"], gates["h"], gates["n"], p)
-    mA2 = gates["mA"] * gates["mA"]
-    I_A = p["g_A"] * mA2 * mA2 * gates["hA"] * (V - p["E_A"])
-    I_KL = g_KL * (V - p["E_KL"])
-    dm, dh, dn = hh_gate_derivatives(V, gates["m"], gates["h"], gates["n"])
-    dmA, dhA = transient_k(V, gates["mA"], gates["hA"])
-    return I_Na + I_K + I_L + I_A + I_KL, {"m": dm, "h": dh, "n": dn, "mA": dmA, "hA": dhA}
-
-
-def ln_membrane(V: Any, gates: Dict[str, Any], p: Dict[str, Any], g_KL: Any) -> Tuple[Any, Dict[str, Any]]:
-    """Ionic current (uA/cm^2, outward +) and state derivatives of local interneurons.
-
-    ``gates`` = {n (HH K), mCa, hCa (calcium), mKCa (Ca-dependent K), Ca (intracellular calcium,
-    mM)}; ``p`` the LN parameters; ``g_KL`` the K-leak conductance of each LN. Current:
-    ``I_Ca + I_K + I_KCa + I_L + I_KL``; d[Ca]/dt follows from I_Ca (:func:`calcium_derivative`).
-    """
-    I_Ca = p["g_Ca"] * gates["mCa"] * gates["mCa"] * gates["hCa"] * (V - p["E_Ca"])
-    n2 = gates["n"] * gates["n"]
-    I_K = p["g_K"] * n2 * n2 * (V - p["E_K"])
-    I_KCa = p["g_KCa"] * gates["mKCa"] * (V - p["E_KCa"])
-    I_L = p["g_L"] * (V - p["E_L"])
-    I_KL = g_KL * (V - p["E_KL"])
-    dmCa, dhCa = calcium_gates(V, gates["mCa"], gates["hCa"])
-    derivs = {"n": hh_n_derivative(V, gates["n"]), "mCa": dmCa, "hCa": dhCa,
-              "mKCa": kca_gate(gates["Ca"], gates["mKCa"]), "Ca": calcium_derivative(gates["Ca"], I_Ca)}
-    return I_Ca + I_K + I_KCa + I_L + I_KL, derivs
