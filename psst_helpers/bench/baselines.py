@@ -4,7 +4,8 @@
 - :func:`original_design`: any :class:`psst_helpers.networks.Model` run that way (chapter 6), its graph built
   once; :func:`original_design_run` for a single run;
 - :func:`original_hh_population`: its HH population with a flat state and naive rate formulas;
-- :func:`eager_rk4`: RK4 as a Python loop of eager TensorFlow operations (chapter 2's first attempt).
+- :func:`eager_rk4`: RK4 as a Python loop of eager TensorFlow operations (chapter 2's first attempt);
+- :func:`bare_xla_rk4`: chapter 2's compiled loop, the RK4 step written out in one XLA while loop.
 """
 from __future__ import annotations
 
@@ -282,4 +283,85 @@ def bare_hh_population(I_inj: np.ndarray, t: np.ndarray, dtype, every: int = 10,
         return loop(X0, I, h).numpy()
 
     run.tracing_count = loop.experimental_get_tracing_count
+    return run
+
+
+#: Compiled loops of :func:`bare_xla_rk4`, one per (right-hand side, grid, form of the step): a second request
+#: for the same loop gets the first one's, its trace and its XLA compilations.
+_BARE_RK4: dict = {}
+
+
+def bare_xla_rk4(func: Callable, t: np.ndarray, stage_loop: bool = False) -> Callable[[np.ndarray], np.ndarray]:
+    """Chapter 2's compiled loop: one ``tf.while_loop`` over the steps of the grid ``t``, the RK4 step written
+    out in full, the whole compiled by XLA, the end state returned (nothing recorded, nothing checked). XLA
+    fuses the written-out step into one loop over the equations: the yardstick for :class:`Integrator`'s
+    ``xla=True`` loop on the same problem.
+
+    With ``stage_loop=True`` the step is written as the package's :class:`Integrator` writes it: a
+    ``tf.while_loop`` over RK4's four stage nodes, ``func`` called at one place in it
+    (:data:`psst_helpers.solvers.schemes.STAGE_NODES`), the first slope and the sum of the interior ones
+    kept with ``tf.where``; the same arithmetic, so the difference in time is what the stage loop costs.
+
+    The loop is built once per (``func``, ``t``, ``stage_loop``) and kept: pass the same function object
+    (not a new lambda) to share it.
+
+    Parameters
+    ----------
+    func : callable
+        ``func(y, t) -> dy/dt`` on TensorFlow tensors.
+    t : numpy.ndarray
+        Time grid (float64).
+
+    Returns
+    -------
+    callable
+        ``run(y0) -> numpy.ndarray``, the state at ``t[-1]``; ``run.tracing_count()`` says how many traces
+        the compiled loop holds (one, whatever the length of ``y0``; XLA compiles once per length).
+    """
+    import tensorflow as tf
+
+    t = np.asarray(t, np.float64)
+    key = (func, t.tobytes(), bool(stage_loop))
+    if key in _BARE_RK4:
+        return _BARE_RK4[key]
+    tt = tf.constant(t)
+    steps = len(t) - 1
+    nodes = tf.constant([0.0, 0.5, 0.5, 1.0], tf.float64)
+    vector = [tf.TensorSpec([None], tf.float64)]
+
+    def written_out(y, ti, h):
+        k1 = func(y, ti)
+        k2 = func(y + h / 2 * k1, ti + h / 2)
+        k3 = func(y + h / 2 * k2, ti + h / 2)
+        k4 = func(y + h * k3, ti + h)
+        return y + h / 6 * (k1 + 2 * k2 + 2 * k3 + k4)
+
+    def staged(y, ti, h):
+        def body(s, k_prev, k_first, k_mid):
+            ch = tf.gather(nodes, s) * h
+            k = func(y + ch * k_prev, ti + ch)
+            interior = tf.logical_and(s > 0, s < 3)
+            return s + 1, k, tf.where(s == 0, k, k_first), tf.where(interior, k_mid + k, k_mid)
+
+        zeros = tf.zeros_like(y)
+        _, k_last, k_first, k_mid = tf.while_loop(lambda s, *_: s < 4, body, (tf.constant(0), zeros, zeros, zeros),
+                                                  maximum_iterations=4)
+        return y + h / 6.0 * (k_first + 2.0 * k_mid + k_last)
+
+    # two Python functions, so that TensorFlow counts the traces of each form apart
+    def loop_written_out(y0):
+        body = lambda i, y: (i + 1, written_out(y, tt[i], tt[i + 1] - tt[i]))  # noqa: E731
+        return tf.while_loop(lambda i, y: i < steps, body, (tf.constant(0), y0))[1]
+
+    def loop_staged(y0):
+        body = lambda i, y: (i + 1, staged(y, tt[i], tt[i + 1] - tt[i]))  # noqa: E731
+        return tf.while_loop(lambda i, y: i < steps, body, (tf.constant(0), y0))[1]
+
+    loop = tf.function(loop_staged if stage_loop else loop_written_out, jit_compile=True, input_signature=vector)
+
+    def run(y0: np.ndarray) -> np.ndarray:
+        return loop(tf.constant(np.asarray(y0, np.float64))).numpy()
+
+    run.tracing_count = loop.experimental_get_tracing_count
+    _BARE_RK4[key] = run
     return run

@@ -14,9 +14,22 @@ from typing import Iterator, List
 
 import numpy as np
 
-from .baselines import bare_hh_population, eager_rk4, original_hh_population, original_scan_rk4
+from .baselines import bare_hh_population, bare_xla_rk4, eager_rk4, original_hh_population, original_scan_rk4
 from .cli import register
 from .harness import Row, timed_runs, total_memory_bytes
+
+
+def _sin_rhs(y, t):
+    """dy/dt = sin(y t), on tensors: the right-hand side of the RK4 benchmark (one function object, so that
+    the compiled loops built for it are shared)."""
+    import tensorflow as tf
+
+    return tf.sin(y * t)
+
+
+def _product_rhs(y, t):
+    """dy/dt = y t: the benchmark's right-hand side without the sine."""
+    return y * t
 
 
 def bench_sin(sizes: List[int], repeats: int, eager: bool = True) -> List[Row]:
@@ -42,6 +55,8 @@ def bench_sin(sizes: List[int], repeats: int, eager: bool = True) -> List[Row]:
     from ..solvers.tf_solver import Integrator
 
     t = 0.01 * np.arange(501)
+    # one compiled loop for every size (it traces once; XLA compiles once per length)
+    bare = bare_xla_rk4(_sin_rhs, t)
     rows = []
     for n in sizes:
         y0 = np.linspace(0.0, 1.0, n)
@@ -56,12 +71,95 @@ def bench_sin(sizes: List[int], repeats: int, eager: bool = True) -> List[Row]:
         for xla in (False, True):
             integ = Integrator(f_tf, record=None, every=len(t) - 1, xla=xla)
             variants["psst_xla" if xla else "psst_graph"] = (lambda i, y: lambda: i(y, t)[-1].numpy())(integ, y0)
+        variants["bare_xla"] = lambda y0=y0: bare(y0)
         ref = None
         for name, fn in variants.items():
             out, timing = timed_runs(fn, repeats)
             ref = out if ref is None else ref
             rows.append({"bench": "rk4_sin", "variant": name, "size": n, "dtype": "float64", **timing.columns(),
                          "max_abs_diff": float(np.max(np.abs(np.asarray(out) - ref)))})
+    return rows
+
+
+def rk4_sin_step_operations() -> dict:
+    """The TensorFlow operations of one step of the eager loop on dx/dt = sin(x t) (``tf_eager_loop``:
+    :func:`~psst_helpers.bench.baselines.eager_rk4` with the package's RK4 step), counted in a trace of that
+    step: in the eager loop each is one dispatch from Python. The step's time and its step size enter as
+    tensors, as in the loop (which also makes the two from Python numbers before every step).
+
+    Returns
+    -------
+    dict
+        Operation type -> count, plus ``"total"``.
+    """
+    from collections import Counter
+
+    import tensorflow as tf
+
+    from ..solvers.schemes import rk4_step
+
+    f = lambda lv, tm: [tf.sin(lv[0] * tm)]  # noqa: E731 - as eager_rk4 wraps func
+    scalar = tf.TensorSpec([], tf.float64)
+    graph = tf.function(lambda y, tm, h: rk4_step(f, [y], tm, h)).get_concrete_function(
+        tf.TensorSpec([None], tf.float64), scalar, scalar).graph
+    counts = Counter(op.type for op in graph.get_operations() if op.type not in ("Placeholder", "Const", "Identity", "NoOp"))
+    return {**dict(counts.most_common()), "total": sum(counts.values())}
+
+
+def sin_loop_costs(sizes: List[int], repeats: int) -> List[Row]:
+    """Where the package's XLA loop spends its time on the RK4 problem of :func:`bench_sin` (500 steps, t from 0
+    to 5, float64), against chapter 2's bare loop; the variants are timed in turn, ``repeats`` rounds:
+
+    - ``bare_xla``: chapter 2's loop, the RK4 step written out (:func:`~psst_helpers.bench.baselines.bare_xla_rk4`);
+    - ``bare_xla, stage loop``: the same with the step as a loop over RK4's four stages, as the package writes it;
+    - ``psst_xla``: :class:`~psst_helpers.solvers.tf_solver.Integrator` (XLA), the end state only, as in
+      :func:`bench_sin`;
+    - ``bare_xla, sin replaced by a product``: chapter 2's loop on dx/dt = x t, everything but the sine;
+    - ``bare_xla, t from 0 to 2``: chapter 2's loop, 500 steps of 0.004 (the sine's arguments 2.5 times smaller).
+
+    Returns
+    -------
+    list of dict
+        One row per (N, variant): ``run_s`` (median), ``min_s``, ``max_s``, ``compile_s`` (first call minus the
+        median), ``us_per_step`` and ``ns_per_sine`` (the median over the 4 x 500 x N sine evaluations of the
+        problem; for the product variant, the same count for comparison).
+    """
+    import statistics
+    import time
+
+    from ..solvers.tf_solver import Integrator
+
+    t = 0.01 * np.arange(501)
+    steps = len(t) - 1
+    loops = {"bare_xla": bare_xla_rk4(_sin_rhs, t), "bare_xla, stage loop": bare_xla_rk4(_sin_rhs, t, stage_loop=True),
+             "bare_xla, sin replaced by a product": bare_xla_rk4(_product_rhs, t),
+             "bare_xla, t from 0 to 2": bare_xla_rk4(_sin_rhs, 0.004 * np.arange(501))}
+    integ = Integrator(_sin_rhs, record=None, every=steps, xla=True)
+    rows: List[Row] = []
+    for n in sizes:
+        y0 = np.linspace(0.0, 1.0, n)
+        variants = {"bare_xla": lambda: loops["bare_xla"](y0),
+                    "bare_xla, stage loop": lambda: loops["bare_xla, stage loop"](y0),
+                    "psst_xla": lambda: integ(y0, t)[-1].numpy(),
+                    "bare_xla, sin replaced by a product": lambda: loops["bare_xla, sin replaced by a product"](y0),
+                    "bare_xla, t from 0 to 2": lambda: loops["bare_xla, t from 0 to 2"](y0)}
+        first, runs, out = {}, {k: [] for k in variants}, {}
+        for name, fn in variants.items():
+            t0 = time.perf_counter()
+            out[name] = fn()
+            first[name] = time.perf_counter() - t0
+        for _ in range(max(int(repeats), 1)):
+            for name, fn in variants.items():
+                t0 = time.perf_counter()
+                fn()
+                runs[name].append(time.perf_counter() - t0)
+        for name in variants:
+            med = statistics.median(runs[name])
+            same = name in ("bare_xla", "bare_xla, stage loop", "psst_xla")  # the same problem: results comparable
+            rows.append({"bench": "rk4_sin_costs", "variant": name, "size": n, "dtype": "float64", "run_s": med,
+                         "compile_s": max(first[name] - med, 0.0), "min_s": min(runs[name]), "max_s": max(runs[name]),
+                         "us_per_step": med / steps * 1e6, "ns_per_sine": med / (4 * steps * n) * 1e9,
+                         "max_abs_diff": float(np.max(np.abs(out[name] - out["bare_xla"]))) if same else float("nan")})
     return rows
 
 
