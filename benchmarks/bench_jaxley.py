@@ -13,13 +13,21 @@ integrates the voltage implicitly (``bwd_euler``) and the gates by exponential E
 the comparison is at equal dt and at equal accuracy (the caller measures each run's error against a fine
 RK4 reference). For every dt: the loss (mean squared difference from the target, sampled every 0.025 ms)
 and its gradient with respect to g_Na, g_K, g_L, compiled once (first call) and timed warm (median).
+
+With ``--memory`` (one dt) the script also measures, right after the first call, the peak memory of one
+more call above the process's level just before it, with :func:`psst_helpers.memory.peak_memory` (imported
+from this checkout; it needs psutil in jaxley's environment), as chapter 8 measures the package's gradient.
+Run it in a fresh process per measurement, as chapter 8 does: memory an earlier run freed would hide part of
+a later one's. ``--checkpoint-lengths`` passes jaxley's own gradient checkpointing to ``jx.integrate``.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import statistics
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -35,8 +43,21 @@ def main() -> None:
     p.add_argument("--dts", type=float, nargs="+", required=True, help="time steps to run, ms")
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--solver", default="bwd_euler")
+    p.add_argument("--memory", action="store_true",
+                   help="after the first call, measure one call's peak extra memory (one dt only)")
+    p.add_argument("--checkpoint-lengths", type=int, nargs="+", default=None,
+                   help="jaxley's checkpointing: time steps per level (their product >= the steps)")
     p.add_argument("--out", required=True)
     a = p.parse_args()
+    if a.memory:
+        if len(a.dts) != 1:
+            p.error("--memory measures one run: give one dt")
+        sys.path.insert(0, str(Path(__file__).resolve().parents[1]))   # psst_helpers of this checkout
+        try:
+            from psst_helpers.memory import peak_memory, peak_rss_bytes
+        except ImportError as err:
+            sys.exit(f"--memory needs psst_helpers.memory and psutil in this Python ({sys.executable}): "
+                     f"{err}; install psutil there (pip install psutil)")
 
     import jax
 
@@ -124,15 +145,25 @@ def main() -> None:
         params = [{key: jnp.full_like(v, values[key]) for key, v in d.items()} for d in params0]
 
         def loss(params):
-            v = jx.integrate(net, params=params, delta_t=dt, t_max=T, solver=a.solver)  # (3, steps + 1 or more)
+            v = jx.integrate(net, params=params, delta_t=dt, t_max=T, solver=a.solver,
+                             checkpoint_lengths=a.checkpoint_lengths)  # (cells, steps + 1 or more)
             sampled = v[:, k:steps + 1:k].T
             return jnp.mean((sampled - target) ** 2), sampled
 
         vg = jax.jit(jax.value_and_grad(loss, has_aux=True))
+
+        def call():  # one loss and gradient, brought back as NumPy data
+            (value, V), grads = vg(params)
+            return float(value), [{key: np.asarray(x) for key, x in d.items()} for d in grads]
+
         t0 = time.perf_counter()
         (value, V), grads = vg(params)
         jax.block_until_ready(grads)
         first = time.perf_counter() - t0
+        memory = {}
+        if a.memory:  # the next call's peak, at once: later calls partly reuse memory earlier ones freed
+            extra_mb, _ = peak_memory(call)
+            memory = {"extra_MB": extra_mb, "process_peak_MB": peak_rss_bytes() / 1e6}
         warm = []
         for _ in range(a.repeats):
             t0 = time.perf_counter()
@@ -142,13 +173,15 @@ def main() -> None:
         # per mS/cm^2, as psst reports it (jaxley's parameters are in S/cm^2)
         grad = [float(np.sum(grads[i][key])) * 1e-3 for i, key in
                 enumerate(["BookHH_gNa", "BookHH_gK", "BookHH_gLeak"])]
-        results.append({"dt": dt, "steps": steps, "first_s": first, "warm_s": warm, "loss": float(value),
-                        "grad": grad, "V": np.asarray(V).tolist()})
+        results.append({"dt": dt, "steps": steps, "cells": len(currents), "first_s": first, "warm_s": warm,
+                        "loss": float(value), "grad": grad, **memory,
+                        "V": None if a.memory else np.asarray(V).tolist()})
+        mem = f", peak extra memory {memory['extra_MB']:.1f} MB" if memory else ""
         print(f"jaxley {a.solver} dt {dt:g} ms: first {first:.2f} s, warm {1e3 * statistics.median(warm):.2f} ms, "
-              f"loss {float(value):.6g}", flush=True)
+              f"loss {float(value):.6g}{mem}", flush=True)
     with open(a.out, "w") as fh:
         json.dump({"jaxley": jx.__version__ if hasattr(jx, "__version__") else "?", "jax": jax.__version__,
-                   "solver": a.solver, "results": results}, fh)
+                   "solver": a.solver, "checkpoint_lengths": a.checkpoint_lengths, "results": results}, fh)
 
 
 if __name__ == "__main__":

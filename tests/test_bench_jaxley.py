@@ -1,8 +1,9 @@
 """The jaxley gradient comparison of the benchmark appendix, at a small size: the same model in both.
 
 ``python -m psst_helpers.bench jaxley --quick`` runs chapter 8's check (three HH recordings, 20 ms, loss and
-gradient with respect to g_Na, g_K, g_L) in psst and in jaxley at dt 0.025 and 0.0125 ms. Needs the
-jaxley environment (``python -m venv .venv-jaxley && .venv-jaxley/bin/pip install jaxley``); skipped without it.
+gradient with respect to g_Na, g_K, g_L) in psst and in jaxley at dt 0.025 and 0.0125 ms, and the peak memory of chapter 8's section 7 gradient
+(15 neurons) at 1,000 steps of 0.01 ms, each variant in a fresh process. Needs the jaxley environment
+(``make jaxley-venv``: jaxley and psutil); skipped without it.
 """
 from __future__ import annotations
 
@@ -28,7 +29,8 @@ def test_jaxley_converges_to_the_package_model(tmp_path):
                           capture_output=True, text=True, env=env, timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
     lines = (tmp_path / "jaxley.csv").read_text().splitlines()
-    rows = list(csv.DictReader(ln for ln in lines if not ln.startswith("# ")))
+    every_row = list(csv.DictReader(ln for ln in lines if not ln.startswith("# ")))
+    rows = [r for r in every_row if r["bench"] == "gradient_vs_jaxley"]
     ours = [r for r in rows if r["variant"] == "psst RK4"][0]
     assert float(ours["rms_error_mV"]) < 1e-2              # RK4 at 0.025 ms against RK4 at 0.025/64 ms
     grads = ["dL_dg_Na", "dL_dg_K", "dL_dg_L"]
@@ -44,3 +46,20 @@ def test_jaxley_converges_to_the_package_model(tmp_path):
     # Crank-Nicolson at half the step: its gradient within 1 % of psst's (measured: 3e-4)
     rel = np.abs(np.array([float(cn[g]) for g in grads]) / np.array([float(ours[g]) for g in grads]) - 1)
     assert np.all(rel < 0.01), rel
+
+    # peak memory of one loss and gradient, 15 neurons x 1,000 steps of 0.01 ms, each in a fresh process
+    memory = {r["variant"]: r for r in every_row if r["bench"] == "gradient_memory"}
+    assert sorted(memory) == ["jaxley bwd_euler", "jaxley bwd_euler, checkpoint_lengths 10x100",
+                              "psst RK4, chunks of 100", "psst RK4, state per step"], sorted(memory)
+    for r in memory.values():
+        assert int(r["steps"]) == 1000 and int(r["size"]) == 15
+        assert 0 < float(r["extra_MB"]) < float(r["process_peak_MB"])
+    psst = memory["psst RK4, state per step"]
+    for r in memory.values():
+        # the same problem: backward Euler at 0.01 ms against RK4 (measured: 5e-4 relative at most)
+        rel = np.abs(np.array([float(r[g]) for g in grads]) / np.array([float(psst[g]) for g in grads]) - 1)
+        assert np.all(rel < 0.01), (r["variant"], rel)
+    # jaxley without checkpointing keeps its whole forward pass: several times what its checkpointed run
+    # needs (measured: 12.9 against 1.7 MB)
+    assert float(memory["jaxley bwd_euler"]["extra_MB"]) > 3 * float(
+        memory["jaxley bwd_euler, checkpoint_lengths 10x100"]["extra_MB"])

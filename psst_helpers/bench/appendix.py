@@ -233,14 +233,132 @@ def bench_jaxley(python: str, repeats: int, divisors=JAXLEY_DIVISORS, T: float =
     return rows
 
 
+#: Chapter 8's memory problem (section 7): neurons, steps of ``MEMORY_DT`` ms, psst's checkpoint chunk.
+MEMORY_NEURONS, MEMORY_STEPS, MEMORY_DT, MEMORY_CHUNK = 15, 10_000, 0.01, 100
+
+
+def _memory_problem(n_neurons: int):
+    """Chapter 8's section 7: ``n_neurons`` HH neurons from rest at -70 mV at 1, 3, 10, 1, 3, ... uA/cm^2,
+    the book's conductances, the loss the mean squared difference of V at every step from -65 mV."""
+    from .. import gradients as G
+
+    currents = np.resize([1.0, 3.0, 10.0], n_neurons)
+    return currents, G.hh_rest_state(-70.0, [n_neurons]), np.array([100.0, 10.0, 0.15])
+
+
+def psst_gradient_memory(n_neurons: int, steps: int, dt: float, repeats: int,
+                         checkpoint_every: Optional[int] = None) -> Row:
+    """Chapter 8's memory measurement of the package's gradient, in this process (start a fresh one for each:
+    memory an earlier run freed would hide part of a later one's): the first call (tracing, compilation, a
+    run), then :func:`psst_helpers.memory.peak_memory` of the next call (extra MB above the level just before
+    it), then ``repeats`` timed calls. Called by :func:`gradient_memory_vs_jaxley` in a subprocess."""
+    import statistics
+    import time
+
+    import tensorflow as tf
+
+    from .. import gradients as G
+    from ..memory import peak_memory, peak_rss_bytes
+
+    names = ["g_Na", "g_K", "g_L"]
+    currents, y0, g = _memory_problem(n_neurons)
+    p = G.hh_params([n_neurons], I_ext=currents, **dict(zip(names, g)))
+    target = tf.constant(np.full((steps, n_neurons), -65.0))
+    sim = G.GradientIntegrator(G.hh_rhs, n_steps=steps, dt=dt, checkpoint_every=checkpoint_every)
+
+    def loss(V):
+        return G.mse(V, target)
+
+    def call():
+        value, grads = sim.value_and_gradient(loss, y0, p, names)
+        return float(value), [float(np.sum(grads[k].numpy())) for k in names]
+
+    start = time.perf_counter()
+    call()
+    first = time.perf_counter() - start
+    extra_mb, _ = peak_memory(call)
+    (value, grad), timing = timed_runs(call, repeats)
+    warm = timing.runs_s
+    chunks = "state per step" if checkpoint_every is None else f"chunks of {checkpoint_every}"
+    return {"bench": "gradient_memory", "variant": f"psst RK4, {chunks}", "size": n_neurons, "dtype": "float64",
+            "dt_ms": dt, "steps": steps, "first_s": first, "run_s": statistics.median(warm),
+            "compile_s": first - statistics.median(warm), "min_s": min(warm), "max_s": max(warm),
+            "loss": value, "dL_dg_Na": grad[0], "dL_dg_K": grad[1], "dL_dg_L": grad[2],
+            "max_abs_diff": float("nan"), "extra_MB": extra_mb, "process_peak_MB": peak_rss_bytes() / 1e6, "note": ""}
+
+
+def gradient_memory_vs_jaxley(python: str, repeats: int, n_neurons: int = MEMORY_NEURONS,
+                              steps: int = MEMORY_STEPS, dt: float = MEMORY_DT, chunk: int = MEMORY_CHUNK,
+                              script: Optional[Path] = None) -> List[Row]:
+    """The peak memory of one loss and gradient, chapter 8's section 7 problem (``n_neurons`` HH neurons,
+    ``steps`` steps of ``dt`` ms, loss over V at every step, gradient with respect to g_Na, g_K, g_L), each
+    variant in a fresh process measured the same way (:func:`psst_helpers.memory.peak_memory` of the call
+    after the first, above the process's level just before it, imports and compilation done): psst RK4 with
+    a state per step and with chunks of ``chunk`` steps; jaxley at the same dt with its default solver
+    (backward Euler for the voltage, exponential Euler for the gates), without checkpointing and with
+    ``checkpoint_lengths`` of about ``chunk`` steps per level. Rows ``bench = "gradient_memory"`` with
+    ``extra_MB`` and ``process_peak_MB`` (whole process, TensorFlow or JAX included)."""
+    import json
+    import math
+    import statistics
+    import subprocess
+    import sys
+    import tempfile
+
+    script = Path(script) if script is not None else JAXLEY_SCRIPT
+    python = os.path.abspath(python)
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "TF_ENABLE_ONEDNN_OPTS": "0"}
+    rows: List[Row] = []
+    code = ("import json, sys; from psst_helpers.bench.appendix import psst_gradient_memory as m; "
+            "print(json.dumps(m(int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3]), int(sys.argv[4]), "
+            "None if sys.argv[5] == 'None' else int(sys.argv[5]))))")
+    for every in (None, chunk):
+        proc = subprocess.run([sys.executable, "-c", code, str(n_neurons), str(steps), str(dt), str(repeats),
+                               str(every)], capture_output=True, text=True, env=env)
+        if proc.returncode != 0:
+            raise RuntimeError(f"the psst memory run failed:\n{proc.stderr[-3000:]}")
+        rows.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+    currents, y0, g = _memory_problem(n_neurons)
+    outer = math.ceil(steps / chunk)
+    with tempfile.TemporaryDirectory() as tmp:
+        problem, out = Path(tmp) / "problem.npz", Path(tmp) / "jaxley.json"
+        np.savez(problem, T=steps * dt, sample_dt=dt, currents=currents, g=g,
+                 target=np.full((steps, n_neurons), -65.0), V0=-70.0,
+                 **{f"{k}0": float(np.asarray(v).ravel()[0]) for k, v in zip("mhn", y0[1:])})
+        for lengths in (None, [outer, chunk]):
+            cmd = [python, str(script), str(problem), "--dts", str(dt), "--repeats", str(repeats), "--memory",
+                   "--out", str(out)] + ([] if lengths is None else ["--checkpoint-lengths", *map(str, lengths)])
+            proc = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp)
+            if proc.returncode != 0:
+                raise RuntimeError(f"the jaxley memory run failed ({python}):\n{proc.stderr[-3000:]}")
+            res = json.loads(out.read_text())
+            r = res["results"][0]
+            med = statistics.median(r["warm_s"])
+            ck = "" if lengths is None else f", checkpoint_lengths {lengths[0]}x{lengths[1]}"
+            rows.append({"bench": "gradient_memory", "variant": f"jaxley {res['solver']}{ck}", "size": n_neurons,
+                         "dtype": "float64", "dt_ms": dt, "steps": r["steps"], "first_s": r["first_s"],
+                         "run_s": med, "compile_s": r["first_s"] - med, "min_s": min(r["warm_s"]),
+                         "max_s": max(r["warm_s"]), "loss": r["loss"], "dL_dg_Na": r["grad"][0],
+                         "dL_dg_K": r["grad"][1], "dL_dg_L": r["grad"][2], "max_abs_diff": float("nan"),
+                         "extra_MB": r["extra_MB"],
+                         "process_peak_MB": r["process_peak_MB"],
+                         "note": f"jaxley {res['jaxley']}, JAX {res['jax']}"})
+    return rows
+
+
 def _jaxley_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--jaxley-python", default=".venv-jaxley/bin/python", help="a Python with jaxley installed")
     p.add_argument("--jaxley-divisors", type=int, nargs="+", default=list(JAXLEY_DIVISORS),
                    help="jaxley's dt = 0.025 ms / d for each d")
+    p.add_argument("--memory-steps", type=int, default=MEMORY_STEPS,
+                   help=f"steps of {MEMORY_DT} ms in the peak-memory comparison ({MEMORY_NEURONS} neurons; 0: skip it)")
 
 
-@register("jaxley", help="chapter 8's loss and gradient, psst against jaxley (equal dt and equal accuracy)",
-          arguments=_jaxley_arguments, quick={"jaxley_divisors": [1, 2]})
+@register("jaxley", help="chapter 8's loss and gradient, psst against jaxley (equal dt and equal accuracy; "
+          "peak memory of chapter 8's 15 neurons x 10,000 steps)",
+          arguments=_jaxley_arguments, quick={"jaxley_divisors": [1, 2], "memory_steps": 1_000})
 def run_jaxley(args: argparse.Namespace) -> Iterator[List[Row]]:
     """Suite ``jaxley``."""
     yield bench_jaxley(args.jaxley_python, args.repeats, args.jaxley_divisors)
+    if args.memory_steps > 0:
+        yield gradient_memory_vs_jaxley(args.jaxley_python, args.repeats, steps=args.memory_steps)
