@@ -106,7 +106,7 @@ jaxley-venv: $(JAXLEY_VENV)/.installed
 $(JAXLEY_VENV)/.installed:
 	@$(MAKE) --no-print-directory check-python GOAL="$(GOAL)"
 	$(PYTHON) -m venv $(JAXLEY_VENV)
-	$(JAXLEY_VENV)/bin/python -m pip install --quiet "jaxley==0.14.0"
+	$(JAXLEY_VENV)/bin/python -m pip install --quiet "jaxley==0.14.0" psutil
 	touch $@
 
 clean:
