@@ -10,7 +10,7 @@ import numpy as np
 
 from .cli import register
 from .core import HH_QUICK, SIN_QUICK, bench_hh, bench_sin, hh_arguments, sin_arguments
-from .harness import Row, timed_runs
+from .harness import Row, timed_in_turn, timed_runs
 from .matmul import MATMUL_QUICK, bench_matmul, matmul_arguments
 
 
@@ -103,7 +103,6 @@ def bench_rates(n: int, duration_ms: float, repeats: int, dtypes=("float64", "fl
     package's own loop (:func:`~psst_helpers.bench.core.bench_hh`'s ``psst_xla``), on ``n`` HH neurons, V
     every 10 steps: what the rate formulas alone cost. The three are timed in turn, ``repeats`` rounds."""
     import statistics
-    import time
 
     from ..analysis import time_grid
     from ..networks import hh_population
@@ -122,16 +121,7 @@ def bench_rates(n: int, duration_ms: float, repeats: int, dtypes=("float64", "fl
         variants = {"bare_xla naive rates": bare_hh_population(I_inj, t, np_dt, rates="naive"),
                     "bare_xla package rates": bare_hh_population(I_inj, t, np_dt, rates="package"),
                     "psst_xla": lambda: integ(y0, t)}
-        first, runs = {}, {k: [] for k in variants}
-        for name, fn in variants.items():
-            t0 = time.perf_counter()
-            fn()
-            first[name] = time.perf_counter() - t0
-        for _ in range(repeats):
-            for name, fn in variants.items():
-                t0 = time.perf_counter()
-                fn()
-                runs[name].append(time.perf_counter() - t0)
+        _, first, runs = timed_in_turn(variants, repeats)
         for name in variants:
             med = statistics.median(runs[name])
             rows.append({"bench": "hh_rates", "variant": name, "size": n, "dtype": dtype, "run_s": med,

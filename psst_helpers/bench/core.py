@@ -16,7 +16,7 @@ import numpy as np
 
 from .baselines import bare_hh_population, bare_xla_rk4, eager_rk4, original_hh_population, original_scan_rk4
 from .cli import register
-from .harness import Row, timed_runs, total_memory_bytes
+from .harness import Row, timed_in_turn, timed_runs, total_memory_bytes
 
 
 def _sin_rhs(y, t):
@@ -125,7 +125,6 @@ def sin_loop_costs(sizes: List[int], repeats: int) -> List[Row]:
         problem; for the product variant, the same count for comparison).
     """
     import statistics
-    import time
 
     from ..solvers.tf_solver import Integrator
 
@@ -143,16 +142,7 @@ def sin_loop_costs(sizes: List[int], repeats: int) -> List[Row]:
                     "psst_xla": lambda: integ(y0, t)[-1].numpy(),
                     "bare_xla, sin replaced by a product": lambda: loops["bare_xla, sin replaced by a product"](y0),
                     "bare_xla, t from 0 to 2": lambda: loops["bare_xla, t from 0 to 2"](y0)}
-        first, runs, out = {}, {k: [] for k in variants}, {}
-        for name, fn in variants.items():
-            t0 = time.perf_counter()
-            out[name] = fn()
-            first[name] = time.perf_counter() - t0
-        for _ in range(max(int(repeats), 1)):
-            for name, fn in variants.items():
-                t0 = time.perf_counter()
-                fn()
-                runs[name].append(time.perf_counter() - t0)
+        out, first, runs = timed_in_turn(variants, repeats)
         for name in variants:
             med = statistics.median(runs[name])
             same = name in ("bare_xla", "bare_xla, stage loop", "psst_xla")  # the same problem: results comparable

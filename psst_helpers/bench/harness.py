@@ -194,6 +194,29 @@ def timed_runs(fn: Callable[[], object], repeats: int) -> Tuple[object, Timing]:
     return out, timing
 
 
+def timed_in_turn(variants: Dict[str, Callable[[], object]], repeats: int
+                  ) -> Tuple[Dict[str, object], Dict[str, float], Dict[str, List[float]]]:
+    """Call each variant once (compiling it), then ``repeats`` rounds calling every variant in turn, so that a
+    busy spell of a shared machine falls on all of them alike.
+
+    Returns
+    -------
+    (outputs, first_s, runs_s)
+        Each variant's first result, its first call's seconds, and its warm runs' seconds (wall time).
+    """
+    outputs, first, runs = {}, {}, {name: [] for name in variants}
+    for name, fn in variants.items():
+        t0 = time.perf_counter()
+        outputs[name] = fn()
+        first[name] = time.perf_counter() - t0
+    for _ in range(max(int(repeats), 1)):
+        for name, fn in variants.items():
+            t0 = time.perf_counter()
+            fn()
+            runs[name].append(time.perf_counter() - t0)
+    return outputs, first, runs
+
+
 def total_memory_bytes() -> int:
     """Physical memory of this machine in bytes (8 GiB where the OS does not say)."""
     try:
